@@ -1,0 +1,497 @@
+"""fastgmm.GaussianMixture: scikit-learn's GaussianMixture on fused Numba EM kernels."""
+
+import math
+import warnings
+from contextlib import contextmanager
+from numbers import Integral
+from time import time
+
+import numba
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as _SkGaussianMixture
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _kernels as K_
+from ._mstep import (
+    Stats,
+    compute_precision_cholesky,
+    compute_precision_cholesky_from_precisions,
+    covariances_from_precisions,
+    estimate_gaussian_parameters,
+    kernel_params,
+    n_parameters,
+    precisions_from_cholesky,
+)
+from ._validation import check_means, check_precisions, check_sample_weight, check_weights
+
+# rows of random responsibilities drawn at a time for init_params='random'
+# (a multiple of the kernel block, so chunking never changes a result)
+_RANDOM_CHUNK = 64 * K_.BLOCK
+
+
+def _resolve_n_jobs(n_jobs):
+    n_max = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None or n_jobs == -1:
+        return n_max
+    if n_jobs < 0:
+        return max(1, n_max + 1 + n_jobs)
+    return min(n_jobs, n_max)
+
+
+@contextmanager
+def _threads(n_jobs):
+    """Set the kernels' thread count for one call; restore it even on error."""
+    old = numba.get_num_threads()
+    numba.set_num_threads(_resolve_n_jobs(n_jobs))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _readonly(X):
+    """A read-only view: one compiled kernel specialisation serves every input."""
+    v = X.view()
+    v.flags.writeable = False
+    return v
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM on fused, parallel Numba kernels.
+
+    A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: the same
+    parameters, attributes, methods, warnings and errors, and the same start for
+    the same ``random_state``. Each EM iteration is one parallel pass over the
+    rows that produces additive sufficient statistics; no n_samples x
+    n_components array is kept.
+
+    Parameters
+    ----------
+    n_components, covariance_type, tol, reg_covar, max_iter, n_init, init_params,
+    weights_init, means_init, precisions_init, random_state, warm_start, verbose,
+    verbose_interval
+        As in :class:`sklearn.mixture.GaussianMixture`.
+    n_jobs : int, default=None
+        Threads for the kernels during a call: None or -1 all cores, -2 all but
+        one, and so on. Results are bitwise identical whatever the value.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_,
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_,
+    feature_names_in_
+        As in :class:`sklearn.mixture.GaussianMixture`; float32 input gives
+        float32 attributes.
+    """
+
+    _parameter_constraints: dict = {
+        **_SkGaussianMixture._parameter_constraints,
+        "n_jobs": [
+            None,
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        n_jobs=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate model parameters with the EM algorithm.
+
+        As :meth:`sklearn.mixture.GaussianMixture.fit`, plus ``sample_weight``
+        (non-negative, one per row: a weight of 2 is the same as repeating the
+        row, a weight of 0 the same as dropping it).
+        """
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Estimate model parameters using X and predict the labels for X."""
+        self._validate_params()
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, order="C"
+        )
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}"
+            )
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        inits = self._check_parameters(X)
+        with _threads(self.n_jobs):
+            return self._fit(_readonly(X), sw, inits)
+
+    def _check_parameters(self, X):
+        n_features = X.shape[1]
+        weights_init = means_init = precisions_init = None
+        if self.weights_init is not None:
+            weights_init = check_weights(self.weights_init, self.n_components)
+        if self.means_init is not None:
+            means_init = check_means(self.means_init, self.n_components, n_features)
+        if self.precisions_init is not None:
+            precisions_init = check_precisions(
+                self.precisions_init, self.covariance_type, self.n_components, n_features
+            )
+        return weights_init, means_init, precisions_init
+
+    def _fit(self, X, sw, inits):
+        self._ct = K_.COV_CODES[self.covariance_type]
+        self._w = np.ones(X.shape[0]) if sw is None else sw
+        self._wsum = float(np.sum(self._w))
+        self._eps = float(np.finfo(X.dtype).eps)
+
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        max_lower_bound = -np.inf
+        best_lower_bounds = []
+        self.converged_ = False
+        random_state = check_random_state(self.random_state)
+
+        for init in range(n_init):
+            self._print_verbose_msg_init_beg(init)
+            if do_init:
+                params = self._initialize_parameters(X, sw, random_state, inits)
+            else:
+                params = self._get_parameters()
+            lower_bound = -np.inf if do_init else self.lower_bound_
+            current_lower_bounds = []
+
+            if self.max_iter == 0:
+                best_params = params
+                best_n_iter = 0
+            else:
+                converged = False
+                for n_iter in range(1, self.max_iter + 1):
+                    prev_lower_bound = lower_bound
+                    lower_bound, params = self._em_step(X, params)
+                    current_lower_bounds.append(lower_bound)
+                    change = lower_bound - prev_lower_bound
+                    self._print_verbose_msg_iter_end(n_iter, change)
+                    if abs(change) < self.tol:
+                        converged = True
+                        break
+                self._print_verbose_msg_init_end(lower_bound, converged)
+                if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                    max_lower_bound = lower_bound
+                    best_params = params
+                    best_n_iter = n_iter
+                    best_lower_bounds = current_lower_bounds
+                    self.converged_ = converged
+
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                (
+                    "Best performing initialization did not converge. "
+                    "Try different init parameters, or increase max_iter, "
+                    "tol, or check for degenerate data."
+                ),
+                ConvergenceWarning,
+            )
+
+        self._set_parameters(best_params)
+        self.n_iter_ = best_n_iter
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = best_lower_bounds
+        del self._w, self._wsum, self._eps, self._ct
+        # the final E-step: fit_predict(X) == fit(X).predict(X)
+        return self._log_prob_pass(X, mode=1)
+
+    # --------------------------------------------------------------- passes
+    def _stats(self, X, mode, kp, shift, gshift, R=None, labels=None, w=None):
+        """One stats pass over X: additive float64 statistics (see ``_kernels``)."""
+        ct = self._ct
+        K, n_features = self.n_components, X.shape[1]
+        st = Stats(K, n_features, ct)
+        R = np.zeros((0, K)) if R is None else R
+        labels = np.zeros(0, dtype=np.int64) if labels is None else labels
+        w = self._w if w is None else w
+        group = K_.group_size(K, n_features, ct)
+        st.ll = K_.stats_pass(X, w, mode, R, labels, *kp, shift, gshift, ct, group,
+                              st.nk, st.s1, st.s2)
+        return st
+
+    def _em_step(self, X, params):
+        """One fused E+M pass: lower bound at ``params`` and the updated parameters."""
+        weights, means, _, prec_chol = params
+        kp = kernel_params(weights, means, prec_chol, self._ct)
+        shift = kp[0]
+        gshift = np.asarray(weights, dtype=np.float64) @ shift
+        st = self._stats(X, K_.MODE_EM, kp, shift, gshift)
+        lower_bound = X.dtype.type(st.ll / self._wsum)
+        nk, means, covariances = estimate_gaussian_parameters(
+            st, shift, gshift, self._ct, self.reg_covar, self._eps, self._wsum
+        )
+        weights = nk / nk.sum()
+        return lower_bound, self._finish_params(X.dtype, weights, means, covariances)
+
+    def _finish_params(self, dtype, weights, means, covariances):
+        covariances = covariances.astype(dtype)
+        prec_chol = compute_precision_cholesky(covariances, self.covariance_type)
+        return weights.astype(dtype), means.astype(dtype), covariances, prec_chol
+
+    def _resp_stats(self, X, R_chunks=None, labels=None):
+        """Statistics of given responsibilities (dense chunks or hard labels):
+        a first pass for the means, then the scatter about those means, so that
+        the one-pass covariance cannot cancel."""
+        K, d = self.n_components, X.shape[1]
+        kp = (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)), np.zeros(K), np.zeros(K))
+
+        def run(shift, gshift):
+            if labels is not None:
+                return self._stats(X, K_.MODE_LABELS, kp, shift, gshift, labels=labels)
+            total = None
+            for start, R in R_chunks():
+                stop = start + R.shape[0]
+                part = self._stats(X[start:stop], K_.MODE_RESP, kp, shift, gshift, R=R,
+                                   w=self._w[start:stop])
+                total = part if total is None else _add_stats(total, part)
+            return total
+
+        first = run(np.zeros((K, d)), np.zeros(d))
+        shift = np.ascontiguousarray(first.s1 / (first.nk + 10 * self._eps)[:, None])
+        gshift = (first.nk @ shift) / max(float(first.nk.sum()), np.finfo(np.float64).tiny)
+        return run(shift, gshift), shift, gshift
+
+    def _initialize_parameters(self, X, sw, random_state, inits):
+        weights_init, means_init, precisions_init = inits
+        n_samples = X.shape[0]
+        K = self.n_components
+        dtype = X.dtype
+        weights = means = covariances = None
+        if weights_init is None or means_init is None or precisions_init is None:
+            labels = R_chunks = None
+            if self.init_params == "kmeans":
+                labels = (
+                    KMeans(n_clusters=K, n_init=1, random_state=random_state)
+                    .fit(X, sample_weight=sw)
+                    .labels_.astype(np.int64)
+                )
+            elif self.init_params == "random":
+                state = random_state.get_state()
+
+                def R_chunks():
+                    # the same numbers, in the same order, as scikit-learn's
+                    # random_state.uniform(size=(n_samples, K)), a chunk at a time
+                    random_state.set_state(state)
+                    for start in range(0, n_samples, _RANDOM_CHUNK):
+                        rows = min(_RANDOM_CHUNK, n_samples - start)
+                        R = np.asarray(random_state.uniform(size=(rows, K)), dtype=dtype)
+                        R /= np.sum(R, axis=1)[:, np.newaxis]
+                        yield start, np.ascontiguousarray(R, dtype=np.float64)
+            elif self.init_params == "random_from_data":
+                indices = random_state.choice(n_samples, size=K, replace=False)
+                labels = np.full(n_samples, -1, dtype=np.int64)
+                labels[indices] = np.arange(K)
+            else:  # "k-means++"
+                _, indices = kmeans_plusplus(X, K, random_state=random_state, sample_weight=sw)
+                labels = np.full(n_samples, -1, dtype=np.int64)
+                labels[indices] = np.arange(K)
+            st, shift, gshift = self._resp_stats(X, R_chunks=R_chunks, labels=labels)
+            nk, means, covariances = estimate_gaussian_parameters(
+                st, shift, gshift, self._ct, self.reg_covar, self._eps, self._wsum
+            )
+            weights = nk / self._wsum
+        if weights_init is not None:
+            weights = weights_init
+        if means_init is not None:
+            means = means_init
+        weights = np.asarray(weights, dtype=dtype)
+        means = np.asarray(means, dtype=dtype)
+        if precisions_init is None:
+            covariances = covariances.astype(dtype)
+            prec_chol = compute_precision_cholesky(covariances, self.covariance_type)
+        else:
+            prec_chol = compute_precision_cholesky_from_precisions(
+                precisions_init, self.covariance_type
+            ).astype(dtype)
+            covariances = covariances_from_precisions(
+                np.asarray(precisions_init, dtype=dtype), self.covariance_type
+            )
+        return weights, means, covariances, prec_chol
+
+    def _get_parameters(self):
+        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _set_parameters(self, params):
+        (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_) = params
+        self.precisions_ = precisions_from_cholesky(
+            self.precisions_cholesky_, self.covariance_type
+        ).astype(self.precisions_cholesky_.dtype, copy=False)
+
+    # -------------------------------------------------------------- predict
+    def _log_prob_pass(self, X, mode):
+        ct = K_.COV_CODES[self.covariance_type]
+        kp = kernel_params(self.weights_, self.means_, self.precisions_cholesky_, ct)
+        n = X.shape[0]
+        out_lse = np.empty(n if mode != 1 else 0)
+        out_label = np.empty(n if mode == 1 else 0, dtype=np.int64)
+        out_resp = np.empty((n, self.n_components) if mode == 2 else (0, self.n_components))
+        K_.log_prob_pass(X, *kp, ct, mode, out_lse, out_label, out_resp)
+        if mode == 1:
+            return out_label
+        if mode == 2:
+            return out_resp.astype(X.dtype, copy=False)
+        return out_lse.astype(X.dtype, copy=False)
+
+    def _validate_predict_input(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
+        return _readonly(X)
+
+    def score_samples(self, X):
+        """Compute the log-likelihood of each sample."""
+        X = self._validate_predict_input(X)
+        with _threads(self.n_jobs):
+            return self._log_prob_pass(X, mode=0)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Per-sample average log-likelihood of X (weighted by ``sample_weight``)."""
+        log_prob = self.score_samples(X)
+        sw = check_sample_weight(sample_weight, log_prob.shape[0])
+        if sw is None:
+            return float(np.mean(log_prob))
+        return float(np.average(log_prob, weights=sw))
+
+    def predict(self, X):
+        """Predict the labels for the data samples in X using the fitted model."""
+        X = self._validate_predict_input(X)
+        with _threads(self.n_jobs):
+            return self._log_prob_pass(X, mode=1)
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample."""
+        X = self._validate_predict_input(X)
+        with _threads(self.n_jobs):
+            return self._log_prob_pass(X, mode=2)
+
+    def sample(self, n_samples=1):
+        """Generate random samples from the fitted Gaussian mixture (as scikit-learn)."""
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                "Invalid value for 'n_samples': %d . The sampling requires at "
+                "least one sample." % (self.n_components)
+            )
+        _, n_features = self.means_.shape
+        rng = check_random_state(self.random_state)
+        n_samples_comp = rng.multinomial(n_samples, self.weights_)
+        if self.covariance_type == "full":
+            X = np.vstack(
+                [
+                    rng.multivariate_normal(mean, covariance, int(sample))
+                    for (mean, covariance, sample) in zip(
+                        self.means_, self.covariances_, n_samples_comp
+                    )
+                ]
+            )
+        elif self.covariance_type == "tied":
+            X = np.vstack(
+                [
+                    rng.multivariate_normal(mean, self.covariances_, int(sample))
+                    for (mean, sample) in zip(self.means_, n_samples_comp)
+                ]
+            )
+        else:
+            X = np.vstack(
+                [
+                    mean + rng.standard_normal(size=(sample, n_features)) * np.sqrt(covariance)
+                    for (mean, covariance, sample) in zip(
+                        self.means_, self.covariances_, n_samples_comp
+                    )
+                ]
+            )
+        y = np.concatenate(
+            [np.full(int(n_samples_comp[i]), i, dtype=np.int64) for i in range(len(n_samples_comp))]
+        )
+        return np.asarray(X, dtype=np.float64), y
+
+    def _n_parameters(self):
+        return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
+
+    def bic(self, X):
+        """Bayesian information criterion for the current model on the input X."""
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+
+    def aic(self, X):
+        """Akaike information criterion for the current model on the input X."""
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    # -------------------------------------------------------------- verbose
+    def _print_verbose_msg_init_beg(self, n_init):
+        if self.verbose == 1:
+            print("Initialization %d" % n_init)
+        elif self.verbose >= 2:
+            print("Initialization %d" % n_init)
+            self._init_prev_time = time()
+            self._iter_prev_time = self._init_prev_time
+
+    def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print("  Iteration %d" % n_iter)
+            elif self.verbose >= 2:
+                cur_time = time()
+                print(
+                    "  Iteration %d\t time lapse %.5fs\t ll change %.5f"
+                    % (n_iter, cur_time - self._iter_prev_time, diff_ll)
+                )
+                self._iter_prev_time = cur_time
+
+    def _print_verbose_msg_init_end(self, lb, init_has_converged):
+        converged_msg = "converged" if init_has_converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {converged_msg}.")
+        elif self.verbose >= 2:
+            t = time() - self._init_prev_time
+            print(
+                f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound"
+                f" {lb:.5f}."
+            )
+
+
+def _add_stats(a, b):
+    a.nk += b.nk
+    a.s1 += b.s1
+    a.s2 += b.s2
+    a.ll += b.ll
+    return a

@@ -1,0 +1,197 @@
+"""Sufficient statistics -> parameters, and parameters -> kernel arguments.
+
+The statistics come from ``_kernels.stats_pass`` (float64, shifted by the
+current means, see there). Everything here is O(K d^2) or O(K d^3) work on
+small arrays. The precision-Cholesky helpers follow scikit-learn's
+``sklearn/mixture/_gaussian_mixture.py`` (same names, same conventions, same
+error message) so that a reader who knows scikit-learn knows where to look.
+"""
+
+import numpy as np
+from scipy import linalg
+
+from ._kernels import DIAG, FULL, SPHERICAL, TIED
+
+ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have "
+    "ill-defined empirical covariance (for instance caused by singleton "
+    "or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
+FLOAT32_HINT = (
+    " The numerical accuracy can also be improved by passing float64"
+    " data instead of float32."
+)
+
+
+class Stats:
+    """Additive sufficient statistics of one or more passes (float64)."""
+
+    def __init__(self, n_components, n_features, ct):
+        K, d = n_components, n_features
+        self.nk = np.zeros(K)
+        self.s1 = np.zeros((K, d))
+        if ct == FULL:
+            self.s2 = np.zeros((K, d, d))
+        elif ct == TIED:
+            self.s2 = np.zeros((1, d + 1, d))
+        else:
+            self.s2 = np.zeros((K, 1, d))
+        self.ll = 0.0
+
+
+def _sym_upper(a):
+    """Fill the lower triangle of each (.., d, d) matrix from its upper triangle."""
+    upper = np.triu(a)
+    return upper + np.swapaxes(np.triu(a, 1), -1, -2)
+
+
+def estimate_gaussian_parameters(stats, shift, gshift, ct, reg_covar, eps, wsum):
+    """nk, means, covariances (float64) from shifted statistics.
+
+    Equal to scikit-learn's ``_estimate_gaussian_parameters`` on the same
+    responsibilities: nk carries the same ``10 * eps``, the covariance is the
+    responsibility-weighted scatter about the *new* means, plus ``reg_covar``
+    on the diagonal.
+    """
+    rsum = stats.nk
+    nk = rsum + 10 * eps
+    dm = stats.s1 / nk[:, None]  # new mean - shift
+    means = shift + dm
+    if ct == FULL:
+        s2 = _sym_upper(stats.s2)
+        cross = stats.s1[:, :, None] * dm[:, None, :]
+        cov = (s2 - cross - np.swapaxes(cross, 1, 2)
+               + rsum[:, None, None] * dm[:, :, None] * dm[:, None, :]) / nk[:, None, None]
+        d = cov.shape[1]
+        cov[:, np.arange(d), np.arange(d)] += reg_covar
+    elif ct == TIED:
+        # scikit-learn: (X^T X - sum_k nk m_k m_k^T) / sum(nk), X^T X over all rows.
+        # In coordinates shifted by c = gshift, with e = sum_i w_i (x_i - c),
+        # n = sum_i w_i, m'_k = m_k - c, e' = sum_k nk m'_k, N = sum(nk):
+        #   = S2' - sum nk m' m'^T + c (e - e')^T + (e - e') c^T + (n - N) c c^T
+        d = shift.shape[1]
+        s2 = _sym_upper(stats.s2[0, :d])
+        e = stats.s2[0, d]
+        c = means - gshift
+        big_n = nk.sum()
+        de = e - nk @ c
+        cov = s2 - (nk[:, None] * c).T @ c
+        cov += np.outer(gshift, de) + np.outer(de, gshift) + (wsum - big_n) * np.outer(gshift, gshift)
+        cov /= big_n
+        cov[np.diag_indices_from(cov)] += reg_covar
+    else:
+        s2 = stats.s2[:, 0, :]
+        cov = (s2 - 2 * stats.s1 * dm + rsum[:, None] * dm * dm) / nk[:, None] + reg_covar
+        if ct == SPHERICAL:
+            cov = cov.mean(axis=1)
+    return nk, means, cov
+
+
+def compute_precision_cholesky(covariances, covariance_type):
+    """scikit-learn's ``_compute_precision_cholesky``, in the dtype given."""
+    message = ILL_DEFINED
+    dtype = covariances.dtype
+    if dtype == np.float32:
+        message += FLOAT32_HINT
+    if covariance_type == "full":
+        n_components, n_features, _ = covariances.shape
+        out = np.empty((n_components, n_features, n_features), dtype=dtype)
+        eye = np.eye(n_features, dtype=dtype)
+        for k in range(n_components):
+            try:
+                cov_chol = linalg.cholesky(covariances[k], lower=True)
+            except linalg.LinAlgError:
+                raise ValueError(message) from None
+            out[k] = linalg.solve_triangular(cov_chol, eye, lower=True).T
+    elif covariance_type == "tied":
+        n_features = covariances.shape[0]
+        try:
+            cov_chol = linalg.cholesky(covariances, lower=True)
+        except linalg.LinAlgError:
+            raise ValueError(message) from None
+        out = linalg.solve_triangular(cov_chol, np.eye(n_features, dtype=dtype), lower=True).T
+    else:
+        if np.any(np.less_equal(covariances, 0.0)):
+            raise ValueError(message)
+        out = 1.0 / np.sqrt(covariances)
+    return out.astype(dtype, copy=False)
+
+
+def _flipudlr(a):
+    return np.flip(np.flip(a, axis=-1), axis=-2)
+
+
+def compute_precision_cholesky_from_precisions(precisions, covariance_type):
+    """scikit-learn's ``_compute_precision_cholesky_from_precisions``."""
+    if covariance_type == "full":
+        return np.stack(
+            [_flipudlr(linalg.cholesky(_flipudlr(p), lower=True)) for p in precisions]
+        )
+    if covariance_type == "tied":
+        return _flipudlr(linalg.cholesky(_flipudlr(precisions), lower=True))
+    return np.sqrt(precisions)
+
+
+def precisions_from_cholesky(prec_chol, covariance_type):
+    if covariance_type == "full":
+        return np.matmul(prec_chol, np.swapaxes(prec_chol, 1, 2))
+    if covariance_type == "tied":
+        return prec_chol @ prec_chol.T
+    return prec_chol**2
+
+
+def covariances_from_precisions(precisions, covariance_type):
+    if covariance_type in ("full", "tied"):
+        return np.linalg.inv(precisions).astype(precisions.dtype, copy=False)
+    return (1.0 / precisions).astype(precisions.dtype, copy=False)
+
+
+def compute_log_det_cholesky(prec_chol, ct, n_features):
+    """log det of each precision Cholesky factor, shape (K,) (float64)."""
+    pc = np.asarray(prec_chol, dtype=np.float64)
+    if ct == FULL:
+        return np.sum(np.log(np.diagonal(pc, axis1=1, axis2=2)), axis=1)
+    if ct == TIED:
+        return np.sum(np.log(np.diag(pc)))
+    if ct == DIAG:
+        return np.sum(np.log(pc), axis=1)
+    return n_features * np.log(pc)
+
+
+def kernel_params(weights, means, prec_chol, ct):
+    """The float64 parameter tuple that the kernels take (see ``_kernels``)."""
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    K, d = means.shape
+    pc64 = np.asarray(prec_chol, dtype=np.float64)
+    if ct == FULL:
+        pc = np.ascontiguousarray(pc64)
+        aux = np.zeros((0, d))
+    elif ct == TIED:
+        pc = np.ascontiguousarray(pc64[None, :, :])
+        aux = np.ascontiguousarray(means @ pc64)
+    elif ct == DIAG:
+        pc = np.zeros((0, d, d))
+        aux = np.ascontiguousarray(pc64)
+    else:
+        pc = np.zeros((0, d, d))
+        aux = np.ascontiguousarray(np.repeat(pc64[:, None], d, axis=1))
+    log_det = compute_log_det_cholesky(pc64, ct, d)
+    log_det = np.ascontiguousarray(np.broadcast_to(log_det, (K,)), dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        log_w = np.log(np.asarray(weights, dtype=np.float64))
+    return means, pc, aux, log_det, log_w
+
+
+def n_parameters(covariance_type, n_components, n_features):
+    if covariance_type == "full":
+        cov_params = n_components * n_features * (n_features + 1) / 2.0
+    elif covariance_type == "diag":
+        cov_params = n_components * n_features
+    elif covariance_type == "tied":
+        cov_params = n_features * (n_features + 1) / 2.0
+    else:
+        cov_params = n_components
+    mean_params = n_features * n_components
+    return int(cov_params + mean_params + n_components - 1)
+
