@@ -62,95 +62,148 @@ def group_size(n_components, n_features, covariance_type_code):
 
 
 @jit()
-def _row_log_prob(X, i, means, pc, aux, log_det, log_w, ct, lp, y):
-    """Weighted log-probability log(pi_k) + log N(x_i | k) of row i for every k, into lp."""
+def _load_block(X, start, stop, XT):
+    """Rows [start, stop) of X, transposed into XT (d, B) as float64: the inner
+    loops below then run over contiguous rows and vectorise."""
+    for i in range(stop - start):
+        for a in range(X.shape[1]):
+            XT[a, i] = X[start + i, a]
+
+
+@jit()
+def _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, LP, D, t, maha):
+    """Weighted log-probabilities log(pi_k) + log N(x_i | k) of a block: LP (K, B)."""
     K, d = means.shape
     const = -0.5 * d * LOG_2PI
-    if ct == FULL:
-        for k in range(K):
-            for j in range(d):
-                y[j] = 0.0
-            for a in range(d):
-                da = X[i, a] - means[k, a]
-                for j in range(a, d):
-                    y[j] += da * pc[k, a, j]
-            m = 0.0
-            for j in range(d):
-                m += y[j] * y[j]
-            lp[k] = log_w[k] + log_det[k] + const - 0.5 * m
-    elif ct == TIED:
+    if ct == TIED:
+        # y = x U once per row (kept in D), then per component subtract mu_k U
         for j in range(d):
-            y[j] = 0.0
-        for a in range(d):
-            xa = X[i, a]
-            for j in range(a, d):
-                y[j] += xa * pc[0, a, j]
-        for k in range(K):
-            m = 0.0
+            for i in range(B):
+                t[i] = 0.0
+            for a in range(j + 1):
+                u = pc[0, a, j]
+                for i in range(B):
+                    t[i] += XT[a, i] * u
+            for i in range(B):
+                D[j, i] = t[i]
+    for k in range(K):
+        for i in range(B):
+            maha[i] = 0.0
+        if ct == FULL:
+            for a in range(d):
+                mu = means[k, a]
+                for i in range(B):
+                    D[a, i] = XT[a, i] - mu
             for j in range(d):
-                t = y[j] - aux[k, j]
-                m += t * t
-            lp[k] = log_w[k] + log_det[k] + const - 0.5 * m
-    else:
-        for k in range(K):
-            m = 0.0
+                for i in range(B):
+                    t[i] = 0.0
+                for a in range(j + 1):
+                    u = pc[k, a, j]
+                    for i in range(B):
+                        t[i] += D[a, i] * u
+                for i in range(B):
+                    maha[i] += t[i] * t[i]
+        elif ct == TIED:
             for j in range(d):
-                t = (X[i, j] - means[k, j]) * aux[k, j]
-                m += t * t
-            lp[k] = log_w[k] + log_det[k] + const - 0.5 * m
+                c = aux[k, j]
+                for i in range(B):
+                    v = D[j, i] - c
+                    maha[i] += v * v
+        else:
+            for j in range(d):
+                mu = means[k, j]
+                p = aux[k, j]
+                for i in range(B):
+                    v = (XT[j, i] - mu) * p
+                    maha[i] += v * v
+        c0 = log_w[k] + log_det[k] + const
+        for i in range(B):
+            LP[k, i] = c0 - 0.5 * maha[i]
 
 
 @jit()
-def _logsumexp(lp):
-    mx = -np.inf
-    for k in range(lp.shape[0]):
-        if lp[k] > mx:
-            mx = lp[k]
-    if not np.isfinite(mx):
-        return mx
-    s = 0.0
-    for k in range(lp.shape[0]):
-        s += math.exp(lp[k] - mx)
-    return mx + math.log(s)
+def _block_resp(LP, B, lse):
+    """LP (K, B) -> responsibilities in place; lse[i] = log sum_k exp(LP[k, i])."""
+    K = LP.shape[0]
+    for i in range(B):
+        mx = -np.inf
+        for k in range(K):
+            if LP[k, i] > mx:
+                mx = LP[k, i]
+        if not np.isfinite(mx):
+            lse[i] = mx
+            for k in range(K):
+                LP[k, i] = np.nan
+            continue
+        s = 0.0
+        for k in range(K):
+            e = math.exp(LP[k, i] - mx)
+            LP[k, i] = e
+            s += e
+        inv = 1.0 / s
+        for k in range(K):
+            LP[k, i] *= inv
+        lse[i] = mx + math.log(s)
 
 
 @jit()
-def _accumulate_row(X, i, wi, r, shift, gshift, ct, nk, s1, s2):
-    """Add row i, weight wi, responsibilities r (K,) to the statistics.
+def _block_accumulate(XT, B, wb, R, shift, gshift, ct, nk, s1, s2, D, wr):
+    """Add a block (XT, weights wb, responsibilities R (K, B)) to the statistics.
 
-    nk[k] += wi r_k;  s1[k] += wi r_k (x - shift_k);
-    full: s2[k] (upper triangle) += wi r_k (x - shift_k)(x - shift_k)^T
-    tied: s2[0, :d] (upper triangle) += wi (x - gshift)(x - gshift)^T over *all* rows,
-          s2[0, d] += wi (x - gshift)  (scikit-learn's tied estimate uses X^T X)
-    diag/spherical: s2[k, 0] += wi r_k (x - shift_k)**2
+    nk[k] += sum_i w_i r_ik;  s1[k] += sum_i w_i r_ik (x_i - shift_k);
+    full: s2[k] (upper triangle) += sum_i w_i r_ik (x_i - shift_k)(x_i - shift_k)^T
+    tied: s2[0, :d] (upper triangle) += sum_i w_i (x_i - gshift)(x_i - gshift)^T over
+          *all* rows, s2[0, d] += sum_i w_i (x_i - gshift) (scikit-learn's tied
+          estimate uses X^T X)
+    diag/spherical: s2[k, 0] += sum_i w_i r_ik (x_i - shift_k)**2
     """
     K, d = shift.shape
     for k in range(K):
-        rk = wi * r[k]
-        if rk == 0.0:
+        tot = 0.0
+        for i in range(B):
+            v = wb[i] * R[k, i]
+            wr[i] = v
+            tot += v
+        if tot == 0.0:
             continue
-        nk[k] += rk
+        nk[k] += tot
+        for a in range(d):
+            c = shift[k, a]
+            for i in range(B):
+                D[a, i] = XT[a, i] - c
+        for a in range(d):
+            acc = 0.0
+            for i in range(B):
+                acc += wr[i] * D[a, i]
+            s1[k, a] += acc
         if ct == FULL:
             for a in range(d):
-                da = X[i, a] - shift[k, a]
-                s1[k, a] += rk * da
-                rda = rk * da
                 for b in range(a, d):
-                    s2[k, a, b] += rda * (X[i, b] - shift[k, b])
-        elif ct == TIED:
+                    acc = 0.0
+                    for i in range(B):
+                        acc += wr[i] * D[a, i] * D[b, i]
+                    s2[k, a, b] += acc
+        elif ct != TIED:
             for a in range(d):
-                s1[k, a] += rk * (X[i, a] - shift[k, a])
-        else:
-            for a in range(d):
-                da = X[i, a] - shift[k, a]
-                s1[k, a] += rk * da
-                s2[k, 0, a] += rk * da * da
-    if ct == TIED and wi != 0.0:
+                acc = 0.0
+                for i in range(B):
+                    acc += wr[i] * D[a, i] * D[a, i]
+                s2[k, 0, a] += acc
+    if ct == TIED:
         for a in range(d):
-            wda = wi * (X[i, a] - gshift[a])
-            s2[0, d, a] += wda
+            c = gshift[a]
+            for i in range(B):
+                D[a, i] = XT[a, i] - c
+        for a in range(d):
+            acc = 0.0
+            for i in range(B):
+                acc += wb[i] * D[a, i]
+            s2[0, d, a] += acc
             for b in range(a, d):
-                s2[0, a, b] += wda * (X[i, b] - gshift[b])
+                acc = 0.0
+                for i in range(B):
+                    acc += wb[i] * D[a, i] * D[b, i]
+                s2[0, a, b] += acc
 
 
 @jit()
@@ -158,33 +211,35 @@ def _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det, lo
                  shift, gshift, ct, nk, s1, s2, ll):
     """Serial worker: statistics of rows [start, stop) into one slot."""
     K, d = means.shape
-    lp = np.empty(K)
-    r = np.empty(K)
-    y = np.empty(d)
+    B = stop - start
+    XT = np.empty((d, B))
+    D = np.empty((d, B))
+    RB = np.empty((K, B))
+    t = np.empty(B)
+    u = np.empty(B)
+    wb = w[start:stop]
     nk[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
+    _load_block(X, start, stop, XT)
     acc = 0.0
-    for i in range(start, stop):
-        wi = w[i]
-        if mode == MODE_EM:
-            _row_log_prob(X, i, means, pc, aux, log_det, log_w, ct, lp, y)
-            lse = _logsumexp(lp)
-            if wi == 0.0:
-                continue
-            acc += wi * lse
-            for k in range(K):
-                r[k] = math.exp(lp[k] - lse)
-        elif mode == MODE_RESP:
-            for k in range(K):
-                r[k] = R[i, k]
-        else:
-            for k in range(K):
-                r[k] = 0.0
-            lab = labels[i]
+    if mode == MODE_EM:
+        _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, RB, D, t, u)
+        _block_resp(RB, B, t)
+        for i in range(B):
+            if wb[i] != 0.0:
+                acc += wb[i] * t[i]
+    elif mode == MODE_RESP:
+        for k in range(K):
+            for i in range(B):
+                RB[k, i] = R[start + i, k]
+    else:
+        RB[:] = 0.0
+        for i in range(B):
+            lab = labels[start + i]
             if lab >= 0:
-                r[lab] = 1.0
-        _accumulate_row(X, i, wi, r, shift, gshift, ct, nk, s1, s2)
+                RB[lab, i] = 1.0
+    _block_accumulate(XT, B, wb, RB, shift, gshift, ct, nk, s1, s2, D, t)
     ll[0] = acc
 
 
@@ -239,21 +294,28 @@ def log_prob_pass(X, means, pc, aux, log_det, log_w, ct, mode, out_lse, out_labe
     K, d = means.shape
     nblocks = (n + BLOCK - 1) // BLOCK
     for b in prange(nblocks):
-        lp = np.empty(K)
-        y = np.empty(d)
         start = b * BLOCK
         stop = min(n, start + BLOCK)
-        for i in range(start, stop):
-            _row_log_prob(X, i, means, pc, aux, log_det, log_w, ct, lp, y)
-            if mode == 1:
+        B = stop - start
+        XT = np.empty((d, B))
+        D = np.empty((d, B))
+        LP = np.empty((K, B))
+        t = np.empty(B)
+        u = np.empty(B)
+        _load_block(X, start, stop, XT)
+        _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, LP, D, t, u)
+        if mode == 1:
+            for i in range(B):
                 best = 0
                 for k in range(1, K):
-                    if lp[k] > lp[best]:
+                    if LP[k, i] > LP[best, i]:
                         best = k
-                out_label[i] = best
-            else:
-                lse = _logsumexp(lp)
-                out_lse[i] = lse
-                if mode == 2:
+                out_label[start + i] = best
+        else:
+            _block_resp(LP, B, t)
+            for i in range(B):
+                out_lse[start + i] = t[i]
+            if mode == 2:
+                for i in range(B):
                     for k in range(K):
-                        out_resp[i, k] = math.exp(lp[k] - lse)
+                        out_resp[start + i, k] = LP[k, i]
