@@ -70,15 +70,20 @@ def estimate_gaussian_parameters(stats, shift, gshift, ct, reg_covar, eps, wsum)
         # In coordinates shifted by c = gshift, with e = sum_i w_i (x_i - c),
         # n = sum_i w_i, m'_k = m_k - c, e' = sum_k nk m'_k, N = sum(nk):
         #   = S2' - sum nk m' m'^T + c (e - e')^T + (e - e') c^T + (n - N) c c^T
+        # The last three terms vanish when every row's responsibilities sum to 1
+        # (EM, k-means labels, 'random'); they matter for 'random_from_data' and
+        # 'k-means++' starts, where scikit-learn's formula is applied as it is.
+        # N is taken without the 10 * eps (that bias times c c^T would cancel
+        # every digit far from the origin).
         d = shift.shape[1]
         s2 = _sym_upper(stats.s2[0, :d])
         e = stats.s2[0, d]
         c = means - gshift
-        big_n = nk.sum()
-        de = e - nk @ c
+        de = e - stats.s1.sum(axis=0) - rsum @ (shift - gshift)
         cov = s2 - (nk[:, None] * c).T @ c
-        cov += np.outer(gshift, de) + np.outer(de, gshift) + (wsum - big_n) * np.outer(gshift, gshift)
-        cov /= big_n
+        cov += np.outer(gshift, de) + np.outer(de, gshift)
+        cov += (wsum - rsum.sum()) * np.outer(gshift, gshift)
+        cov /= nk.sum()
         cov[np.diag_indices_from(cov)] += reg_covar
     else:
         s2 = stats.s2[:, 0, :]

@@ -1,0 +1,104 @@
+"""sample_weight: integer weights are repeated rows, zero weights are dropped rows."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from fastgmm import GaussianMixture
+
+from conftest import make_data, start_params
+
+ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+def _fit(X, sw, covariance_type, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return GaussianMixture(covariance_type=covariance_type, **kw).fit(X, sample_weight=sw)
+
+
+def _same(a, b, rtol=1e-9):
+    for attr in ATTRS:
+        np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), rtol=rtol, atol=1e-10,
+                                   err_msg=attr)
+    np.testing.assert_allclose(a.lower_bound_, b.lower_bound_, rtol=rtol)
+    assert a.n_iter_ == b.n_iter_
+
+
+def test_integer_weights_equal_repeated_rows(covariance_type):
+    X = make_data(n=300, d=3, K=3, seed=1)
+    sw = np.random.RandomState(0).randint(0, 4, size=X.shape[0])
+    w, m, p = start_params(X, 3, covariance_type, seed=3)
+    kw = dict(n_components=3, weights_init=w, means_init=m, precisions_init=p, max_iter=20,
+              tol=1e-8)
+    weighted = _fit(X, sw, covariance_type, **kw)
+    repeated = _fit(np.repeat(X, sw, axis=0), None, covariance_type, **kw)
+    _same(weighted, repeated)
+
+
+def test_zero_weights_equal_dropped_rows(covariance_type):
+    X = make_data(n=300, d=3, K=3, seed=2)
+    keep = np.random.RandomState(1).rand(X.shape[0]) > 0.3
+    w, m, p = start_params(X, 3, covariance_type, seed=5)
+    kw = dict(n_components=3, weights_init=w, means_init=m, precisions_init=p, max_iter=20,
+              tol=1e-8)
+    weighted = _fit(X, keep.astype(float), covariance_type, **kw)
+    dropped = _fit(X[keep], None, covariance_type, **kw)
+    _same(weighted, dropped)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random"])
+def test_unit_weights_change_nothing(init_params):
+    X = make_data(n=400, d=2, K=3, seed=3)
+    kw = dict(n_components=3, init_params=init_params, random_state=0)
+    a = _fit(X, None, "full", **kw)
+    b = _fit(X, np.ones(X.shape[0]), "full", **kw)
+    _same(a, b, rtol=1e-12)
+
+
+def test_weighted_kmeans_init_uses_weights():
+    """With weights, the k-means start is scikit-learn's weighted KMeans."""
+    X = make_data(n=400, d=2, K=3, seed=4)
+    sw = np.random.RandomState(2).randint(1, 4, size=X.shape[0]).astype(float)
+    a = _fit(X, sw, "full", n_components=3, random_state=0, max_iter=0)
+    b = _fit(X, None, "full", n_components=3, random_state=0, max_iter=0)
+    assert not np.allclose(a.weights_, b.weights_)
+    np.testing.assert_allclose(a.weights_.sum(), 1.0)
+
+
+def test_weighted_score():
+    X = make_data(n=300, d=2, K=2, seed=5)
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    sw = np.random.RandomState(0).randint(0, 3, size=X.shape[0])
+    assert gm.score(X, sample_weight=sw) == pytest.approx(
+        gm.score(np.repeat(X, sw, axis=0)), rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    "sw,match",
+    [
+        (-np.ones(20), "Negative values in data passed to `sample_weight`"),
+        (np.r_[np.nan, np.ones(19)], "Input sample_weight contains NaN"),
+        (np.r_[np.inf, np.ones(19)], "Input sample_weight contains infinity"),
+        (np.ones(19), r"sample_weight.shape == \(19,\), expected \(20,\)!"),
+        (np.ones((20, 2)), "Sample weights must be 1D array or scalar"),
+        (np.zeros(20), "Sample weights must contain at least one non-zero number"),
+        ("abc", "could not convert|Unable to convert"),
+    ],
+)
+def test_bad_weights(sw, match):
+    X = make_data(n=20, d=2, K=2, seed=0)
+    sw_before = sw.copy() if isinstance(sw, np.ndarray) else sw
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(2).fit(X, sample_weight=sw)
+    if isinstance(sw, np.ndarray):
+        np.testing.assert_array_equal(sw, sw_before)
+
+
+def test_scalar_weight_is_uniform():
+    X = make_data(n=200, d=2, K=2, seed=1)
+    a = _fit(X, 3.0, "full", n_components=2, random_state=0, init_params="random")
+    b = _fit(X, None, "full", n_components=2, random_state=0, init_params="random")
+    _same(a, b, rtol=1e-10)
