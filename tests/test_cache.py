@@ -1,0 +1,30 @@
+"""The first call in a fresh process loads compiled kernels from the on-disk cache."""
+
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    from fastgmm import GaussianMixture, _kernels
+    X = np.random.RandomState(0).normal(size=(1000, 2)).astype(np.{dtype})
+    gm = GaussianMixture(3, random_state=0, covariance_type="{ct}").fit(X)
+    gm.predict_proba(X)
+    misses = sum(len(k.stats.cache_misses) for k in (_kernels.stats_pass, _kernels.log_prob_pass))
+    hits = sum(len(k.stats.cache_hits) for k in (_kernels.stats_pass, _kernels.log_prob_pass))
+    print(misses, hits)
+    """
+)
+
+
+def _run(dtype, ct):
+    out = subprocess.run([sys.executable, "-c", SCRIPT.format(dtype=dtype, ct=ct)],
+                         capture_output=True, text=True, check=True)
+    return [int(v) for v in out.stdout.split()]
+
+
+def test_second_process_does_not_recompile():
+    _run("float32", "diag")  # compiles (or loads) what this needs and fills the cache
+    misses, hits = _run("float32", "diag")
+    assert misses == 0 and hits >= 2
