@@ -122,28 +122,30 @@ def _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, LP, D, t, maha):
 
 
 @jit()
-def _block_resp(LP, B, lse):
-    """LP (K, B) -> responsibilities in place; lse[i] = log sum_k exp(LP[k, i])."""
+def _block_resp(LP, B, lse, mx):
+    """LP (K, B) -> responsibilities in place; lse[i] = log sum_k exp(LP[k, i]).
+
+    Loops run over the rows innermost (contiguous) so that they vectorise."""
     K = LP.shape[0]
     for i in range(B):
-        mx = -np.inf
-        for k in range(K):
-            if LP[k, i] > mx:
-                mx = LP[k, i]
-        if not np.isfinite(mx):
-            lse[i] = mx
-            for k in range(K):
-                LP[k, i] = np.nan
-            continue
-        s = 0.0
-        for k in range(K):
-            e = math.exp(LP[k, i] - mx)
+        mx[i] = LP[0, i]
+        lse[i] = 0.0
+    for k in range(1, K):
+        for i in range(B):
+            mx[i] = max(mx[i], LP[k, i])
+    for i in range(B):
+        if not np.isfinite(mx[i]):
+            mx[i] = 0.0 if mx[i] == -np.inf else mx[i]
+    for k in range(K):
+        for i in range(B):
+            e = math.exp(LP[k, i] - mx[i])
             LP[k, i] = e
-            s += e
-        inv = 1.0 / s
+            lse[i] += e
+    for i in range(B):
+        inv = 1.0 / lse[i]
         for k in range(K):
             LP[k, i] *= inv
-        lse[i] = mx + math.log(s)
+        lse[i] = mx[i] + math.log(lse[i])
 
 
 @jit()
@@ -225,7 +227,7 @@ def _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det, lo
     acc = 0.0
     if mode == MODE_EM:
         _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, RB, D, t, u)
-        _block_resp(RB, B, t)
+        _block_resp(RB, B, t, u)
         for i in range(B):
             if wb[i] != 0.0:
                 acc += wb[i] * t[i]
@@ -312,10 +314,50 @@ def log_prob_pass(X, means, pc, aux, log_det, log_w, ct, mode, out_lse, out_labe
                         best = k
                 out_label[start + i] = best
         else:
-            _block_resp(LP, B, t)
+            _block_resp(LP, B, t, u)
             for i in range(B):
                 out_lse[start + i] = t[i]
             if mode == 2:
                 for i in range(B):
                     for k in range(K):
                         out_resp[start + i, k] = LP[k, i]
+
+
+@jit()
+def precision_cholesky_batch(cov, out):
+    """out[k] = inv(cholesky(cov[k])).T, upper-triangular, for each (d, d) matrix.
+
+    Returns False when a factorisation fails (a pivot <= 0 or NaN), where LAPACK's
+    potrf would. Small matrices: plain loops beat a LAPACK call per component.
+    """
+    K, d, _ = cov.shape
+    L = np.zeros((d, d))
+    Z = np.zeros((d, d))
+    for k in range(K):
+        for j in range(d):
+            s = cov[k, j, j]
+            for p in range(j):
+                s -= L[j, p] * L[j, p]
+            if not s > 0.0:
+                return False
+            ljj = math.sqrt(s)
+            L[j, j] = ljj
+            for i in range(j + 1, d):
+                t = cov[k, i, j]
+                for p in range(j):
+                    t -= L[i, p] * L[j, p]
+                L[i, j] = t / ljj
+        # Z = L^-1 (lower) by forward substitution, column by column
+        for c in range(d):
+            for i in range(c):
+                Z[i, c] = 0.0
+            Z[c, c] = 1.0 / L[c, c]
+            for i in range(c + 1, d):
+                t = 0.0
+                for p in range(c, i):
+                    t -= L[i, p] * Z[p, c]
+                Z[i, c] = t / L[i, i]
+        for i in range(d):
+            for j in range(d):
+                out[k, i, j] = Z[j, i]
+    return True

@@ -10,7 +10,7 @@ error message) so that a reader who knows scikit-learn knows where to look.
 import numpy as np
 from scipy import linalg
 
-from ._kernels import DIAG, FULL, SPHERICAL, TIED
+from ._kernels import DIAG, FULL, SPHERICAL, TIED, precision_cholesky_batch
 
 ILL_DEFINED = (
     "Fitting the mixture model failed because some components have "
@@ -94,28 +94,20 @@ def estimate_gaussian_parameters(stats, shift, gshift, ct, reg_covar, eps, wsum)
 
 
 def compute_precision_cholesky(covariances, covariance_type):
-    """scikit-learn's ``_compute_precision_cholesky``, in the dtype given."""
+    """scikit-learn's ``_compute_precision_cholesky``: the upper-triangular U with
+    precision = U U^T, in the dtype given (computed in float64), and its error."""
     message = ILL_DEFINED
     dtype = covariances.dtype
     if dtype == np.float32:
         message += FLOAT32_HINT
-    if covariance_type == "full":
-        n_components, n_features, _ = covariances.shape
-        out = np.empty((n_components, n_features, n_features), dtype=dtype)
-        eye = np.eye(n_features, dtype=dtype)
-        for k in range(n_components):
-            try:
-                cov_chol = linalg.cholesky(covariances[k], lower=True)
-            except linalg.LinAlgError:
-                raise ValueError(message) from None
-            out[k] = linalg.solve_triangular(cov_chol, eye, lower=True).T
-    elif covariance_type == "tied":
-        n_features = covariances.shape[0]
-        try:
-            cov_chol = linalg.cholesky(covariances, lower=True)
-        except linalg.LinAlgError:
-            raise ValueError(message) from None
-        out = linalg.solve_triangular(cov_chol, np.eye(n_features, dtype=dtype), lower=True).T
+    if covariance_type in ("full", "tied"):
+        cov = np.asarray(covariances, dtype=np.float64)
+        batch = cov if covariance_type == "full" else cov[None]
+        out = np.empty_like(batch)
+        if not precision_cholesky_batch(np.ascontiguousarray(batch), out):
+            raise ValueError(message)
+        if covariance_type == "tied":
+            out = out[0]
     else:
         if np.any(np.less_equal(covariances, 0.0)):
             raise ValueError(message)
