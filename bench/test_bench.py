@@ -1,0 +1,120 @@
+"""fastgmm against scikit-learn, side by side: each group holds both.
+
+Run:   python -m pytest bench --benchmark-group-by=group --benchmark-columns=min,mean,rounds
+Quick: python -m pytest bench --benchmark-disable      (each case once, shapes shrunk 100x)
+Report (table, memory, chart): python bench/report.py
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+import fastgmm
+from _data import SHAPES, make_data, shape_id, start
+
+IMPLS = {"sklearn": SkGaussianMixture, "fastgmm": fastgmm.GaussianMixture}
+FIXED_ITERS = 5
+_cache = {}
+
+
+def data(n, d, K, dtype, quick):
+    if quick:
+        n = max(n // 100, 4 * K * d)  # enough rows per component for d
+    key = (n, d, K, np.dtype(dtype).name)
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = make_data(n, d, K, dtype)
+    return _cache[key]
+
+
+def warm(dtype, covariance_type):
+    """Compile (or load) the kernels before timing: the cold start is timed apart."""
+    X = make_data(600, 3, 2, dtype)
+    fastgmm.GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X).predict(X)
+
+
+def run(benchmark, quick, fn, rounds):
+    if quick:
+        return benchmark(fn)
+    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
+
+
+CT_GRID = [(s, ct) for s in SHAPES for ct in ("full", "tied", "diag", "spherical")]
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape,covariance_type", CT_GRID,
+                         ids=[f"{shape_id(*s)}-{ct}" for s, ct in CT_GRID])
+def test_fit_fixed_iterations(benchmark, quick, impl, dtype, shape, covariance_type):
+    """`fit` with FIXED_ITERS EM iterations from the same start (tol=0)."""
+    n, d, K = shape
+    X = data(n, d, K, dtype, quick)
+    w, m, p = start(X, K, covariance_type)
+    warm(dtype, covariance_type)
+    benchmark.group = f"fit{FIXED_ITERS}|{shape_id(*shape)}|{covariance_type}|{dtype}"
+    benchmark.extra_info.update(n=X.shape[0], d=d, K=K, iters=FIXED_ITERS)
+    est = IMPLS[impl](K, covariance_type=covariance_type, weights_init=w, means_init=m,
+                      precisions_init=p, max_iter=FIXED_ITERS, tol=0, reg_covar=1e-3)
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X)
+
+    run(benchmark, quick, fit, rounds=1 if (impl == "sklearn" and n * d * K >= 10**7) else 3)
+
+
+DEFAULT_SHAPES = [(10_000, 8, 4), (200_000, 2, 8), (1_000_000, 8, 16)]
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("shape", DEFAULT_SHAPES, ids=[shape_id(*s) for s in DEFAULT_SHAPES])
+def test_fit_default(benchmark, quick, impl, shape):
+    """The default end-to-end fit: k-means start, tol=1e-3, full covariances."""
+    n, d, K = shape
+    X = data(n, d, K, "float64", quick)
+    warm("float64", "full")
+    benchmark.group = f"fit-default|{shape_id(*shape)}|full|float64"
+    run(benchmark, quick, lambda: IMPLS[impl](K, random_state=0).fit(X), rounds=1)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("shape", DEFAULT_SHAPES, ids=[shape_id(*s) for s in DEFAULT_SHAPES])
+def test_init_kmeans(benchmark, quick, impl, shape):
+    """Initialisation alone: scikit-learn's KMeans(n_init=1) start vs fastgmm's (max_iter=0)."""
+    n, d, K = shape
+    X = data(n, d, K, "float64", quick)
+    warm("float64", "full")
+    benchmark.group = f"init-kmeans|{shape_id(*shape)}|full|float64"
+    if impl == "sklearn":
+        fn = lambda: KMeans(K, n_init=1, random_state=0).fit(X)  # noqa: E731
+    else:
+        fn = lambda: fastgmm.GaussianMixture(K, random_state=0, max_iter=0).fit(X)  # noqa: E731
+    run(benchmark, quick, fn, rounds=3)
+
+
+PRED_GRID = [(s, ct) for s in SHAPES for ct in ("full", "diag")]
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("method", ["score_samples", "predict"])
+@pytest.mark.parametrize("shape,covariance_type", PRED_GRID,
+                         ids=[f"{shape_id(*s)}-{ct}" for s, ct in PRED_GRID])
+def test_predict(benchmark, quick, impl, method, shape, covariance_type):
+    n, d, K = shape
+    X = data(n, d, K, "float64", quick)
+    w, m, p = start(X, K, covariance_type)
+    warm("float64", covariance_type)
+    est = IMPLS[impl](K, covariance_type=covariance_type, weights_init=w, means_init=m,
+                      precisions_init=p, max_iter=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X[: max(2000, 4 * K * d)])
+    benchmark.group = f"{method}|{shape_id(*shape)}|{covariance_type}|float64"
+    out = run(benchmark, quick, lambda: getattr(est, method)(X), rounds=3)
+    assert out.shape[0] == X.shape[0]
