@@ -9,7 +9,6 @@ from time import time
 import numba
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
@@ -17,6 +16,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels as K_
+from ._kmeans import kmeans_labels, kmeans_plusplus_labels
 from ._mstep import (
     Stats,
     compute_precision_cholesky,
@@ -301,11 +301,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if weights_init is None or means_init is None or precisions_init is None:
             labels = R_chunks = None
             if self.init_params == "kmeans":
-                labels = (
-                    KMeans(n_clusters=K, n_init=1, random_state=random_state)
-                    .fit(X, sample_weight=sw)
-                    .labels_.astype(np.int64)
-                )
+                labels = kmeans_labels(X, K, random_state, sample_weight=sw)
             elif self.init_params == "random":
                 state = random_state.get_state()
 
@@ -323,9 +319,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 labels = np.full(n_samples, -1, dtype=np.int64)
                 labels[indices] = np.arange(K)
             else:  # "k-means++"
-                _, indices = kmeans_plusplus(X, K, random_state=random_state, sample_weight=sw)
-                labels = np.full(n_samples, -1, dtype=np.int64)
-                labels[indices] = np.arange(K)
+                labels = kmeans_plusplus_labels(X, K, random_state, sample_weight=sw)
             st, shift, gshift = self._resp_stats(X, R_chunks=R_chunks, labels=labels)
             nk, means, covariances = estimate_gaussian_parameters(
                 st, shift, gshift, self._ct, self.reg_covar, self._eps, self._wsum

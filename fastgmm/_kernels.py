@@ -49,7 +49,8 @@ def jit(**kwargs):
 def group_size(n_components, n_features, covariance_type_code):
     """Blocks per group: a function of the shape only (never of the thread count).
 
-    Caps the per-group accumulator (group x K x d x d float64) at about 64 MB.
+    Up to 512 blocks a group (fewer parallel-region launches), with the per-group
+    accumulator (group x K x d x d float64) capped at about 64 MB.
     """
     if covariance_type_code == FULL:
         per_slot = n_components * n_features * n_features
@@ -58,7 +59,7 @@ def group_size(n_components, n_features, covariance_type_code):
     else:
         per_slot = 2 * n_components * n_features
     per_slot = (per_slot + n_components * (n_features + 1) + 1) * 8
-    return int(max(1, min(64, (64 << 20) // per_slot)))
+    return int(max(1, min(512, (64 << 20) // per_slot)))
 
 
 @jit()

@@ -1,0 +1,129 @@
+"""The Numba k-means start against scikit-learn's KMeans and kmeans_plusplus."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+from fastgmm import GaussianMixture
+from fastgmm._kmeans import kmeans_labels, kmeans_plusplus_labels, lloyd
+
+from conftest import INIT_PARAMS
+
+
+def _datasets(seed):
+    """Blobs, anisotropic blobs and heavy-tailed clusters, d from 1 to 64."""
+    rng = np.random.RandomState(seed)
+    for d in (1, 2, 5, 16, 64):
+        K = rng.randint(2, 12)
+        n = rng.randint(200, 2000)
+        centers = rng.uniform(-5, 5, (K, d))
+        lab = rng.randint(0, K, n)
+        yield "blobs", K, rng.normal(size=(n, d)) + centers[lab]
+        yield "aniso", K, (rng.normal(size=(n, d)) + centers[lab]) @ rng.normal(size=(d, d))
+        yield "heavy", K, rng.standard_t(2, size=(n, d)) + centers[lab]
+
+
+def _cases(n_seeds, dtypes=(np.float64, np.float32)):
+    for seed in range(n_seeds):
+        for name, K, X in _datasets(seed):
+            for dtype in dtypes:
+                yield seed, name, K, X.astype(dtype)
+
+
+def test_kmeans_plusplus_picks_sklearns_rows():
+    same = total = 0
+    for seed, _, K, X in _cases(5):
+        _, idx = kmeans_plusplus(X, K, random_state=np.random.RandomState(seed))
+        lab = kmeans_plusplus_labels(X, K, np.random.RandomState(seed))
+        same += np.array_equal(lab[idx], np.arange(K)) and (lab >= 0).sum() == K
+        total += 1
+    assert total == 150 and same / total >= 0.95, same
+
+
+def test_kmeans_reaches_sklearns_labels():
+    same = total = 0
+    for seed, _, K, X in _cases(5):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            sk = KMeans(K, n_init=1, random_state=np.random.RandomState(seed)).fit(X).labels_
+            fg = kmeans_labels(X, K, np.random.RandomState(seed))
+        same += np.array_equal(sk, fg)
+        total += 1
+    assert total == 150 and same / total >= 0.90, same
+
+
+def test_weighted_kmeans_matches_sklearn():
+    same = total = 0
+    for seed, _, K, X in _cases(3, dtypes=(np.float64,)):
+        sw = np.random.RandomState(seed).randint(1, 5, size=X.shape[0]).astype(float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            sk = KMeans(K, n_init=1, random_state=seed).fit(X, sample_weight=sw).labels_
+            fg = kmeans_labels(X, K, np.random.RandomState(seed), sample_weight=sw)
+        same += np.array_equal(sk, fg)
+        total += 1
+    assert same / total >= 0.90, same
+
+
+def test_weighted_lloyd_equals_repeated_rows():
+    rng = np.random.RandomState(0)
+    X = np.concatenate([rng.normal(size=(150, 3)) + 4 * k for k in range(3)])
+    sw = rng.randint(0, 4, size=X.shape[0])
+    centers = X[[0, 200, 400]].copy()
+    Xr = np.repeat(X, sw, axis=0)
+    xmean = np.zeros(3)
+    lab_w, c_w = lloyd(X, xmean, sw.astype(float), centers, 0.0, 8)
+    lab_r, c_r = lloyd(Xr, xmean, np.ones(Xr.shape[0]), centers, 0.0, 8)
+    np.testing.assert_allclose(c_w, c_r, rtol=1e-12)
+    np.testing.assert_array_equal(np.repeat(lab_w, sw), lab_r)
+
+
+def test_kmeans_bitwise_identical_across_thread_counts():
+    import numba
+
+    rng = np.random.RandomState(1)
+    X = np.concatenate([rng.normal(size=(3000, 4)) + 3 * k for k in range(5)])
+    out = []
+    for n in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        numba.set_num_threads(n)
+        try:
+            out.append(GaussianMixture(5, random_state=0, max_iter=0).fit(X))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for gm in out[1:]:
+        assert np.array_equal(gm.means_, out[0].means_)
+        assert np.array_equal(gm.covariances_, out[0].covariances_)
+
+
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_gmm_start_matches_sklearn_over_seeds_and_n_init(init_params):
+    """max_iter=0 exposes the start; n_init=3 shares one generator across runs."""
+    same = total = 0
+    for seed, _, K, X in _cases(2, dtypes=(np.float64,)):
+        kw = dict(n_components=K, init_params=init_params, random_state=seed, max_iter=0,
+                  n_init=3, covariance_type="diag")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fg = GaussianMixture(**kw).fit(X)
+            sk = SkGaussianMixture(**kw).fit(X)
+        same += np.allclose(fg.means_, sk.means_, rtol=1e-7, atol=1e-9)
+        total += 1
+    # the issue's goals: exact for the random starts, 95 % for k-means++, 90 % for kmeans
+    threshold = {"kmeans": 0.9, "k-means++": 0.95}.get(init_params, 1.0)
+    assert same / total >= threshold, (same, total)
+
+
+def test_fewer_distinct_rows_than_components_warns_like_sklearn():
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 20, axis=0)
+    messages = []
+    for cls in (SkGaussianMixture, GaussianMixture):
+        with pytest.warns(ConvergenceWarning) as record:
+            cls(3, random_state=0).fit(X)
+        messages.append(sorted(str(w.message) for w in record))
+    assert messages[0] == messages[1]
+    assert any("Number of distinct clusters (2) found smaller than n_clusters (3)" in m
+               for m in messages[1])
