@@ -43,13 +43,28 @@ def _resolve_n_jobs(n_jobs):
     return min(n_jobs, n_max)
 
 
+_controller = None
+
+
+def _blas_controller():
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller
+
+
 @contextmanager
 def _threads(n_jobs):
-    """Set the kernels' thread count for one call; restore it even on error."""
+    """Set the kernels' thread count for one call and hold BLAS to one thread
+    (the kernels call it from each of their own threads); restore both, even on
+    error."""
     old = numba.get_num_threads()
     numba.set_num_threads(_resolve_n_jobs(n_jobs))
     try:
-        yield
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            yield
     finally:
         numba.set_num_threads(old)
 
@@ -246,16 +261,27 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         labels = np.zeros(0, dtype=np.int64) if labels is None else labels
         w = self._w if w is None else w
         group = K_.group_size(K, n_features, ct)
+        if K_.uses_tiles(ct, n_features) and mode == K_.MODE_EM:
+            ucat, muu = K_.tile_params(kp[1], kp[0], gshift, X.dtype)
+        else:
+            ucat, muu = np.zeros((0, n_features, n_features), dtype=X.dtype), np.zeros((K, 0))
         st.ll = K_.stats_pass(X, w, mode, R, labels, *kp, shift, gshift, ct, group,
-                              st.nk, st.s1, st.s2)
+                              st.nk, st.s1, st.s2, ucat, muu)
         return st
+
+    def _shift(self, means, gshift, n_features):
+        """The statistics' shift: each component's mean, or for the tiled 'full'
+        kernels the common gshift."""
+        if K_.uses_tiles(self._ct, n_features):
+            return np.ascontiguousarray(np.broadcast_to(gshift, means.shape))
+        return np.ascontiguousarray(means)
 
     def _em_step(self, X, params):
         """One fused E+M pass: lower bound at ``params`` and the updated parameters."""
         weights, means, _, prec_chol = params
         kp = kernel_params(weights, means, prec_chol, self._ct)
-        shift = kp[0]
-        gshift = np.asarray(weights, dtype=np.float64) @ shift
+        gshift = np.asarray(weights, dtype=np.float64) @ kp[0]
+        shift = self._shift(kp[0], gshift, X.shape[1])
         st = self._stats(X, K_.MODE_EM, kp, shift, gshift)
         lower_bound = X.dtype.type(st.ll / self._wsum)
         nk, means, covariances = estimate_gaussian_parameters(
@@ -288,8 +314,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return total
 
         first = run(np.zeros((K, d)), np.zeros(d))
-        shift = np.ascontiguousarray(first.s1 / (first.nk + 10 * self._eps)[:, None])
-        gshift = (first.nk @ shift) / max(float(first.nk.sum()), np.finfo(np.float64).tiny)
+        means = first.s1 / (first.nk + 10 * self._eps)[:, None]
+        gshift = (first.nk @ means) / max(float(first.nk.sum()), np.finfo(np.float64).tiny)
+        shift = self._shift(means, gshift, d)
         return run(shift, gshift), shift, gshift
 
     def _initialize_parameters(self, X, sw, random_state, inits):
@@ -360,7 +387,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out_lse = np.empty(n if mode != 1 else 0)
         out_label = np.empty(n if mode == 1 else 0, dtype=np.int64)
         out_resp = np.empty((n, self.n_components) if mode == 2 else (0, self.n_components))
-        K_.log_prob_pass(X, *kp, ct, mode, out_lse, out_label, out_resp)
+        gshift = np.asarray(self.weights_, dtype=np.float64) @ kp[0]
+        if K_.uses_tiles(ct, X.shape[1]):
+            ucat, muu = K_.tile_params(kp[1], kp[0], gshift, X.dtype)
+        else:
+            ucat, muu = np.zeros((0, X.shape[1], X.shape[1]), dtype=X.dtype), np.zeros((0, 0))
+        K_.log_prob_pass(X, *kp, ct, mode, out_lse, out_label, out_resp, gshift, ucat, muu)
         if mode == 1:
             return out_label
         if mode == 2:

@@ -33,6 +33,11 @@ from numba import njit, prange
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 BLOCK = 256  # rows per block: fixed, so results never depend on the thread count
+# 'full' covariances from this many features on use BLAS products on row tiles
+# (np.dot inside the kernels; BLAS itself is held to one thread during a call)
+TILE_MIN_D = 16
+TILE_WIDTH = 256  # columns of one tiled product: kc = TILE_WIDTH // d components
+TILE_BLOCK = 512  # rows per block on the tiled path (longer products run faster)
 LOG_2PI = math.log(2.0 * math.pi)
 
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
@@ -155,6 +160,7 @@ def _block_accumulate(XT, B, wb, R, shift, gshift, ct, nk, s1, s2, D, wr):
 
     nk[k] += sum_i w_i r_ik;  s1[k] += sum_i w_i r_ik (x_i - shift_k);
     full: s2[k] (upper triangle) += sum_i w_i r_ik (x_i - shift_k)(x_i - shift_k)^T
+    (the tiled 'full' path, d >= TILE_MIN_D, uses the common shift gshift for all k)
     tied: s2[0, :d] (upper triangle) += sum_i w_i (x_i - gshift)(x_i - gshift)^T over
           *all* rows, s2[0, d] += sum_i w_i (x_i - gshift) (scikit-learn's tied
           estimate uses X^T X)
@@ -209,14 +215,95 @@ def _block_accumulate(XT, B, wb, R, shift, gshift, ct, nk, s1, s2, D, wr):
                 s2[0, a, b] += acc
 
 
+def uses_tiles(ct, n_features):
+    return ct == FULL and n_features >= TILE_MIN_D
+
+
+def tile_params(pc, means, gshift, dtype):
+    """For the tiled 'full' kernels: the precision factors side by side in chunks
+    ``ucat`` (n_chunks, d, kc * d) of the data's dtype, so that one BLAS product
+    serves kc components, and muu[k] = (mu_k - gshift) @ U_k (float64)."""
+    K, d = means.shape
+    kc = max(1, TILE_WIDTH // d)
+    nch = (K + kc - 1) // kc
+    ucat = np.zeros((nch, d, kc * d), dtype=dtype)
+    for k in range(K):
+        ch, kk = divmod(k, kc)
+        ucat[ch, :, kk * d:(kk + 1) * d] = pc[k]
+    muu = np.ascontiguousarray(np.einsum("ka,kaj->kj", means - gshift, pc))
+    return ucat, muu
+
+
+@jit()
+def _centre_block(X, start, stop, gshift, Xc):
+    for i in range(stop - start):
+        for a in range(X.shape[1]):
+            Xc[i, a] = X[start + i, a] - gshift[a]
+
+
+@jit()
+def _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP):
+    """'full' log-probabilities of a centred block Xc (B, d): one BLAS product per
+    chunk of components, Y = Xc @ [U_k ...], then |Y_k - (mu_k - c) U_k|^2. In the
+    data's dtype: float32 data gets float32 products, twice the rate."""
+    K, d = muu.shape
+    nch, _, width = ucat.shape
+    kc = width // d
+    const = -0.5 * d * LOG_2PI
+    for ch in range(nch):
+        Y = np.dot(Xc, ucat[ch])
+        for kk in range(kc):
+            k = ch * kc + kk
+            if k >= K:
+                break
+            c0 = log_w[k] + log_det[k] + const
+            for i in range(B):
+                m = 0.0
+                for j in range(d):
+                    y = np.float64(Y[i, kk * d + j]) - muu[k, j]
+                    m += y * y
+                LP[k, i] = c0 - 0.5 * m
+
+
+@jit()
+def _block_accumulate_tiles(Xc, B, wb, R, nk, s1, s2, Wc, colsum, Rw):
+    """'full' statistics about the common shift (Xc is centred on it): for a chunk
+    of components one BLAS product Xc^T @ [w r_k Xc ...] gives every scatter."""
+    K, d = s1.shape
+    width = Wc.shape[1]
+    kc = width // d
+    nch = (K + kc - 1) // kc
+    for ch in range(nch):
+        k0 = ch * kc
+        kn = min(kc, K - k0)
+        for i in range(B):
+            for kk in range(kc):
+                wr = wb[i] * R[k0 + kk, i] if kk < kn else 0.0
+                colsum[kk] = wr
+                for a in range(d):
+                    Wc[i, kk * d + a] = Xc[i, a] * wr
+            for kk in range(kn):
+                Rw[i, k0 + kk] = colsum[kk]
+                nk[k0 + kk] += colsum[kk]
+        G = np.dot(Xc.T, Wc)
+        for kk in range(kn):
+            k = k0 + kk
+            for a in range(d):
+                for b in range(a, d):
+                    s2[k, a, b] += np.float64(G[a, kk * d + b])
+    # first moments and weights of all components: one more product
+    S1 = np.dot(Xc.T, Rw)
+    for k in range(K):
+        for a in range(d):
+            s1[k, a] += np.float64(S1[a, k])
+
+
 @jit()
 def _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det, log_w,
-                 shift, gshift, ct, nk, s1, s2, ll):
+                 shift, gshift, ct, ucat, muu, nk, s1, s2, ll):
     """Serial worker: statistics of rows [start, stop) into one slot."""
     K, d = means.shape
     B = stop - start
-    XT = np.empty((d, B))
-    D = np.empty((d, B))
     RB = np.empty((K, B))
     t = np.empty(B)
     u = np.empty(B)
@@ -224,10 +311,23 @@ def _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det, lo
     nk[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
-    _load_block(X, start, stop, XT)
+    tiles = ct == FULL and d >= TILE_MIN_D
+    if tiles:
+        Xc = np.empty((B, d), dtype=X.dtype)
+        _centre_block(X, start, stop, gshift, Xc)
+        XT = np.empty((0, 0))
+        D = np.empty((0, 0))
+    else:
+        Xc = np.empty((0, 0), dtype=X.dtype)
+        XT = np.empty((d, B))
+        D = np.empty((d, B))
+        _load_block(X, start, stop, XT)
     acc = 0.0
     if mode == MODE_EM:
-        _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, RB, D, t, u)
+        if tiles:
+            _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, RB)
+        else:
+            _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, RB, D, t, u)
         _block_resp(RB, B, t, u)
         for i in range(B):
             if wb[i] != 0.0:
@@ -242,13 +342,20 @@ def _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det, lo
             lab = labels[start + i]
             if lab >= 0:
                 RB[lab, i] = 1.0
-    _block_accumulate(XT, B, wb, RB, shift, gshift, ct, nk, s1, s2, D, t)
+    if tiles:
+        width = max(1, TILE_WIDTH // d) * d
+        Wc = np.empty((B, width), dtype=X.dtype)
+        colsum = np.empty(width)
+        Rw = np.empty((B, K), dtype=X.dtype)
+        _block_accumulate_tiles(Xc, B, wb, RB, nk, s1, s2, Wc, colsum, Rw)
+    else:
+        _block_accumulate(XT, B, wb, RB, shift, gshift, ct, nk, s1, s2, D, t)
     ll[0] = acc
 
 
 @jit(parallel=True)
 def stats_pass(X, w, mode, R, labels, means, pc, aux, log_det, log_w, shift, gshift,
-               ct, group, nk, s1, s2):
+               ct, group, nk, s1, s2, ucat, muu):
     """One parallel pass over the rows producing additive sufficient statistics.
 
     mode MODE_EM: responsibilities from the current parameters (the fused E+M
@@ -258,7 +365,8 @@ def stats_pass(X, w, mode, R, labels, means, pc, aux, log_det, log_w, shift, gsh
     """
     n = X.shape[0]
     K, d = means.shape
-    nblocks = (n + BLOCK - 1) // BLOCK
+    bs = TILE_BLOCK if (ct == FULL and d >= TILE_MIN_D) else BLOCK
+    nblocks = (n + bs - 1) // bs
     g_nk = np.empty((group, K))
     g_s1 = np.empty((group, K, d))
     g_s2 = np.empty((group, s2.shape[0], s2.shape[1], s2.shape[2]))
@@ -268,10 +376,11 @@ def stats_pass(X, w, mode, R, labels, means, pc, aux, log_det, log_w, shift, gsh
         gn = min(group, nblocks - g0)
         for j in prange(gn):
             b = g0 + j
-            start = b * BLOCK
-            stop = min(n, start + BLOCK)
+            start = b * bs
+            stop = min(n, start + bs)
             _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det,
-                         log_w, shift, gshift, ct, g_nk[j], g_s1[j], g_s2[j], g_ll[j])
+                         log_w, shift, gshift, ct, ucat, muu, g_nk[j], g_s1[j], g_s2[j],
+                         g_ll[j])
         for j in range(gn):
             total += g_ll[j, 0]
             for k in range(K):
@@ -286,7 +395,8 @@ def stats_pass(X, w, mode, R, labels, means, pc, aux, log_det, log_w, shift, gsh
 
 
 @jit(parallel=True)
-def log_prob_pass(X, means, pc, aux, log_det, log_w, ct, mode, out_lse, out_label, out_resp):
+def log_prob_pass(X, means, pc, aux, log_det, log_w, ct, mode, out_lse, out_label, out_resp,
+                  gshift, ucat, muu):
     """Row-wise outputs from the current parameters, in parallel over row blocks.
 
     mode 0: out_lse[i] = log p(x_i)                       (score_samples)
@@ -295,18 +405,24 @@ def log_prob_pass(X, means, pc, aux, log_det, log_w, ct, mode, out_lse, out_labe
     """
     n = X.shape[0]
     K, d = means.shape
-    nblocks = (n + BLOCK - 1) // BLOCK
+    bs = TILE_BLOCK if (ct == FULL and d >= TILE_MIN_D) else BLOCK
+    nblocks = (n + bs - 1) // bs
     for b in prange(nblocks):
-        start = b * BLOCK
-        stop = min(n, start + BLOCK)
+        start = b * bs
+        stop = min(n, start + bs)
         B = stop - start
-        XT = np.empty((d, B))
-        D = np.empty((d, B))
         LP = np.empty((K, B))
         t = np.empty(B)
         u = np.empty(B)
-        _load_block(X, start, stop, XT)
-        _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, LP, D, t, u)
+        if ct == FULL and d >= TILE_MIN_D:
+            Xc = np.empty((B, d), dtype=X.dtype)
+            _centre_block(X, start, stop, gshift, Xc)
+            _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP)
+        else:
+            XT = np.empty((d, B))
+            D = np.empty((d, B))
+            _load_block(X, start, stop, XT)
+            _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, LP, D, t, u)
         if mode == 1:
             for i in range(B):
                 best = 0

@@ -11,15 +11,15 @@ from conftest import COV_TYPES
 N_MAX = numba.config.NUMBA_NUM_THREADS
 
 
-def _data():
+def _data(d=5):
     rng = np.random.RandomState(0)
     # 5000 rows: 20 blocks, several per thread and a ragged last block
-    return np.concatenate([rng.normal(size=(1250, 5)) * (1 + k) + 5 * k for k in range(4)])
+    return np.concatenate([rng.normal(size=(1250, d)) * (1 + k) + 5 * k for k in range(4)])
 
 
-@pytest.mark.parametrize("covariance_type", COV_TYPES)
-def test_bitwise_identical_across_thread_counts(covariance_type):
-    X = _data()
+@pytest.mark.parametrize("covariance_type,d", [(ct, 5) for ct in COV_TYPES] + [("full", 20)])
+def test_bitwise_identical_across_thread_counts(covariance_type, d):
+    X = _data(d)
     sw = np.random.RandomState(1).uniform(0, 2, size=X.shape[0])
     results = []
     for n_jobs in sorted({1, 2, N_MAX}):
