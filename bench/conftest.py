@@ -1,4 +1,7 @@
-"""Benchmark configuration: shapes shrink 100x in quick mode (--benchmark-disable)."""
+"""Benchmark configuration: shapes shrink 100x in quick mode (--benchmark-disable,
+or FASTGMM_BENCH_QUICK=1 to time the shrunk shapes)."""
+
+import os
 
 import pytest
 
@@ -9,4 +12,5 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def quick(request):
-    return bool(request.config.getoption("benchmark_disable", default=False))
+    return bool(request.config.getoption("benchmark_disable", default=False)
+                or os.environ.get("FASTGMM_BENCH_QUICK"))
