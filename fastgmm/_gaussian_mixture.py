@@ -3,7 +3,7 @@
 import math
 import warnings
 from contextlib import contextmanager
-from numbers import Integral
+from numbers import Integral, Real
 from time import time
 
 import numba
@@ -13,12 +13,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
+from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels as K_
 from ._kmeans import kmeans_labels, kmeans_plusplus_labels
 from ._mstep import (
     Stats,
+    _sym_upper,
     compute_precision_cholesky,
     compute_precision_cholesky_from_precisions,
     covariances_from_precisions,
@@ -69,6 +71,24 @@ def _threads(n_jobs):
         numba.set_num_threads(old)
 
 
+_CHECK_CHUNK = 1 << 16  # rows validated at a time on the streaming path
+
+
+def _work_dtype(X):
+    return np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
+
+
+def _streamable(X):
+    """Arrays the kernels read as they are, converting block by block: memmaps
+    and any 2-D numeric ndarray that is not C-contiguous float32/float64."""
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
+        return False
+    if X.dtype.kind not in "iuf" or X.dtype.itemsize < 4 and X.dtype.kind == "f":
+        return False
+    return isinstance(X, np.memmap) or not (
+        X.flags.c_contiguous and X.dtype in (np.float32, np.float64))
+
+
 def _readonly(X):
     """A read-only view: one compiled kernel specialisation serves every input."""
     v = X.view()
@@ -91,6 +111,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     weights_init, means_init, precisions_init, random_state, warm_start, verbose,
     verbose_interval
         As in :class:`sklearn.mixture.GaussianMixture`.
+    learning_decay, learning_offset : float, default=0.6 and 2.0
+        Step size of :meth:`partial_fit`'s online EM, rho_t = (t + learning_offset)
+        ** -learning_decay for the t-th batch; learning_decay in (0.5, 1].
     n_jobs : int, default=None
         Threads for the kernels during a call: None or -1 all cores, -2 all but
         one, and so on. Results are bitwise identical whatever the value.
@@ -106,6 +129,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         **_SkGaussianMixture._parameter_constraints,
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
+        "learning_offset": [Interval(Real, 0.0, None, closed="left")],
         "n_jobs": [
             None,
             Interval(Integral, None, -1, closed="right"),
@@ -130,6 +155,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        learning_decay=0.6,
+        learning_offset=2.0,
         n_jobs=None,
     ):
         self.n_components = n_components
@@ -146,6 +173,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
         self.n_jobs = n_jobs
 
     # ------------------------------------------------------------------ fit
@@ -156,15 +185,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         (non-negative, one per row: a weight of 2 is the same as repeating the
         row, a weight of 0 the same as dropping it).
         """
-        self.fit_predict(X, y, sample_weight=sample_weight)
+        self._fit_labels = False  # fit has no use for the final E-step's labels
+        try:
+            self.fit_predict(X, y, sample_weight=sample_weight)
+        finally:
+            del self._fit_labels
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Estimate model parameters using X and predict the labels for X."""
         self._validate_params()
-        X = validate_data(
-            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, order="C"
-        )
+        X = self._validate_X(X, reset=True)
         if X.shape[0] < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components "
@@ -173,8 +204,96 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         sw = check_sample_weight(sample_weight, X.shape[0])
         inits = self._check_parameters(X)
+        self.__dict__.pop("_online", None)
         with _threads(self.n_jobs):
-            return self._fit(_readonly(X), sw, inits)
+            return self._fit(X, sw, inits)
+
+    # ---------------------------------------------------------- partial_fit
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Online (stepwise) EM on one batch, after Cappe and Moulines (2009).
+
+        Keeps running sufficient statistics per unit weight, blends each batch's
+        (computed by the same fused kernel as ``fit``) with step size
+        rho_t = (t + learning_offset) ** -learning_decay, and sets the parameters
+        from the blend. The first call on an unfitted estimator initialises from
+        its batch (``init_params``, or ``weights_init`` / ``means_init`` /
+        ``precisions_init``); on an estimator fitted by ``fit`` it starts from the
+        fitted parameters. Later calls need the same number of features.
+        ``n_iter_`` counts the batches; ``lower_bound_`` is the mean
+        log-likelihood of the last batch before its update.
+        """
+        fitted = hasattr(self, "means_")
+        if not hasattr(self, "_online"):
+            self._validate_params()
+        X = self._validate_X(X, reset=not fitted)
+        if not fitted and X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}"
+            )
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        inits = None if fitted else self._check_parameters(X)
+        with _threads(self.n_jobs):
+            self._partial_fit(X, sw, inits)
+        return self
+
+    def _partial_fit(self, X, sw, inits):
+        self._ct = K_.COV_CODES[self.covariance_type]
+        self._set_weights(X, sw)
+        self._dtype = _work_dtype(X)
+        self._eps = float(np.finfo(self._dtype).eps)
+        try:
+            if inits is not None:
+                params = self._initialize_parameters(
+                    X, sw, check_random_state(self.random_state), inits)
+            else:
+                params = self._get_parameters()
+            weights, means, _, prec_chol = params
+            kp = kernel_params(weights, means, prec_chol, self._ct)
+            gshift = np.asarray(weights, dtype=np.float64) @ kp[0]
+            shift = self._shift(kp[0], gshift, X.shape[1])
+            st = self._stats(X, K_.MODE_EM, kp, shift, gshift)
+            online = self.__dict__.get("_online")
+            if online is None:
+                online = {"t": 0, "origin": gshift.copy(), "stats": None}
+            batch = _stats_about(st, shift, gshift, online["origin"], self._wsum, self._ct)
+            online["t"] += 1
+            if online["stats"] is None:
+                online["stats"] = batch
+            else:
+                rho = (online["t"] + self.learning_offset) ** (-self.learning_decay)
+                online["stats"] = _blend(online["stats"], batch, rho)
+            origin = online["origin"]
+            nk, means, covariances = estimate_gaussian_parameters(
+                online["stats"], np.broadcast_to(origin, means.shape), origin, self._ct,
+                self.reg_covar, self._eps, 1.0)
+            params = self._finish_params(self._dtype, nk / nk.sum(), means, covariances)
+            self._set_parameters(params)
+            self._online = online
+            lower_bound = self._dtype.type(st.ll / self._wsum)
+            self.lower_bounds_ = list(getattr(self, "lower_bounds_", [])) + [lower_bound]
+            self.lower_bound_ = lower_bound
+            self.n_iter_ = online["t"]
+            self.converged_ = False
+        finally:
+            del self._w, self._wsum, self._eps, self._ct, self._dtype
+
+    def _validate_X(self, X, reset):
+        """scikit-learn's validation; a read-only view of X, never a full copy of a
+        memmap or a non-C-contiguous / integer array (see ``_streamable``)."""
+        if _streamable(X):
+            Xv = np.asarray(X)  # a memmap's buffer, as an ndarray: no copy
+            # n_features_in_ / feature-name checks, on two rows
+            validate_data(self, Xv[:2], reset=reset, dtype=[np.float64, np.float32])
+            for start in range(0, Xv.shape[0], _CHECK_CHUNK):
+                # NaN / inf / dtype checks, chunk by chunk, with scikit-learn's messages
+                check_array(Xv[start:start + _CHECK_CHUNK], dtype=[np.float64, np.float32],
+                            input_name="X", estimator=self)
+            return _readonly(Xv)
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="C",
+                          ensure_min_samples=2 if reset else 1)
+        return _readonly(X)
 
     def _check_parameters(self, X):
         n_features = X.shape[1]
@@ -191,9 +310,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _fit(self, X, sw, inits):
         self._ct = K_.COV_CODES[self.covariance_type]
-        self._w = np.ones(X.shape[0]) if sw is None else sw
-        self._wsum = float(np.sum(self._w))
-        self._eps = float(np.finfo(X.dtype).eps)
+        self._set_weights(X, sw)
+        self._dtype = _work_dtype(X)
+        self._eps = float(np.finfo(self._dtype).eps)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
@@ -247,27 +366,36 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = best_n_iter
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_lower_bounds
-        del self._w, self._wsum, self._eps, self._ct
+        del self._w, self._wsum, self._eps, self._ct, self._dtype
         # the final E-step: fit_predict(X) == fit(X).predict(X)
+        if not getattr(self, "_fit_labels", True):
+            return None
         return self._log_prob_pass(X, mode=1)
 
     # --------------------------------------------------------------- passes
-    def _stats(self, X, mode, kp, shift, gshift, R=None, labels=None, w=None):
-        """One stats pass over X: additive float64 statistics (see ``_kernels``)."""
+    def _stats(self, X, mode, kp, shift, gshift, R=None, labels=None, rows=None):
+        """One stats pass over rows [rows) of X: additive float64 statistics."""
         ct = self._ct
         K, n_features = self.n_components, X.shape[1]
         st = Stats(K, n_features, ct)
         R = np.zeros((0, K)) if R is None else R
         labels = np.zeros(0, dtype=np.int64) if labels is None else labels
-        w = self._w if w is None else w
+        row0, row1 = (0, X.shape[0]) if rows is None else rows
         group = K_.group_size(K, n_features, ct)
         if K_.uses_tiles(ct, n_features) and mode == K_.MODE_EM:
-            ucat, muu = K_.tile_params(kp[1], kp[0], gshift, X.dtype)
+            ucat, muu = K_.tile_params(kp[1], kp[0], gshift, self._dtype)
         else:
-            ucat, muu = np.zeros((0, n_features, n_features), dtype=X.dtype), np.zeros((K, 0))
-        st.ll = K_.stats_pass(X, w, mode, R, labels, *kp, shift, gshift, ct, group,
-                              st.nk, st.s1, st.s2, ucat, muu)
+            ucat = np.zeros((0, n_features, n_features), dtype=self._dtype)
+            muu = np.zeros((K, 0))
+        st.ll = K_.stats_pass(X, row0, row1, self._w, mode, R, labels, *kp, shift, gshift, ct,
+                              group, st.nk, st.s1, st.s2, ucat, muu)
         return st
+
+    def _set_weights(self, X, sw):
+        # no weights: an empty array, which the kernels read as unit weights (a
+        # memmap of many GB then needs no n-sized array for them)
+        self._w = np.zeros(0) if sw is None else sw
+        self._wsum = float(X.shape[0]) if sw is None else float(np.sum(sw))
 
     def _shift(self, means, gshift, n_features):
         """The statistics' shift: each component's mean, or for the tiled 'full'
@@ -283,12 +411,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         gshift = np.asarray(weights, dtype=np.float64) @ kp[0]
         shift = self._shift(kp[0], gshift, X.shape[1])
         st = self._stats(X, K_.MODE_EM, kp, shift, gshift)
-        lower_bound = X.dtype.type(st.ll / self._wsum)
+        lower_bound = self._dtype.type(st.ll / self._wsum)
         nk, means, covariances = estimate_gaussian_parameters(
             st, shift, gshift, self._ct, self.reg_covar, self._eps, self._wsum
         )
         weights = nk / nk.sum()
-        return lower_bound, self._finish_params(X.dtype, weights, means, covariances)
+        return lower_bound, self._finish_params(self._dtype, weights, means, covariances)
 
     def _finish_params(self, dtype, weights, means, covariances):
         covariances = covariances.astype(dtype)
@@ -307,9 +435,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 return self._stats(X, K_.MODE_LABELS, kp, shift, gshift, labels=labels)
             total = None
             for start, R in R_chunks():
-                stop = start + R.shape[0]
-                part = self._stats(X[start:stop], K_.MODE_RESP, kp, shift, gshift, R=R,
-                                   w=self._w[start:stop])
+                part = self._stats(X, K_.MODE_RESP, kp, shift, gshift, R=R,
+                                   rows=(start, start + R.shape[0]))
                 total = part if total is None else _add_stats(total, part)
             return total
 
@@ -323,7 +450,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights_init, means_init, precisions_init = inits
         n_samples = X.shape[0]
         K = self.n_components
-        dtype = X.dtype
+        dtype = self._dtype
         weights = means = covariances = None
         if weights_init is None or means_init is None or precisions_init is None:
             labels = R_chunks = None
@@ -388,21 +515,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out_label = np.empty(n if mode == 1 else 0, dtype=np.int64)
         out_resp = np.empty((n, self.n_components) if mode == 2 else (0, self.n_components))
         gshift = np.asarray(self.weights_, dtype=np.float64) @ kp[0]
+        dtype = _work_dtype(X)
         if K_.uses_tiles(ct, X.shape[1]):
-            ucat, muu = K_.tile_params(kp[1], kp[0], gshift, X.dtype)
+            ucat, muu = K_.tile_params(kp[1], kp[0], gshift, dtype)
         else:
-            ucat, muu = np.zeros((0, X.shape[1], X.shape[1]), dtype=X.dtype), np.zeros((0, 0))
+            ucat, muu = np.zeros((0, X.shape[1], X.shape[1]), dtype=dtype), np.zeros((0, 0))
         K_.log_prob_pass(X, *kp, ct, mode, out_lse, out_label, out_resp, gshift, ucat, muu)
         if mode == 1:
             return out_label
         if mode == 2:
-            return out_resp.astype(X.dtype, copy=False)
-        return out_lse.astype(X.dtype, copy=False)
+            return out_resp.astype(dtype, copy=False)
+        return out_lse.astype(dtype, copy=False)
 
     def _validate_predict_input(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C")
-        return _readonly(X)
+        return self._validate_X(X, reset=False)
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample."""
@@ -513,6 +640,40 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound"
                 f" {lb:.5f}."
             )
+
+
+def _stats_about(st, shift, gshift, origin, wsum, ct):
+    """Statistics per unit weight, moved from their shifts to a fixed origin
+    (exact algebra: the online EM blends statistics of batches with different
+    shifts)."""
+    out = Stats(st.nk.shape[0], st.s1.shape[1], ct)
+    d = st.s1.shape[1]
+    delta = shift - origin  # (K, d)
+    out.nk = st.nk / wsum
+    out.s1 = (st.s1 + st.nk[:, None] * delta) / wsum
+    if ct == K_.FULL:
+        s2 = _sym_upper(st.s2)
+        cross = st.s1[:, :, None] * delta[:, None, :]
+        out.s2 = (s2 + cross + np.swapaxes(cross, 1, 2)
+                  + st.nk[:, None, None] * delta[:, :, None] * delta[:, None, :]) / wsum
+    elif ct == K_.TIED:
+        dg = gshift - origin
+        s2 = _sym_upper(st.s2[0, :d])
+        e = st.s2[0, d]
+        out.s2 = np.empty_like(st.s2)
+        out.s2[0, :d] = (s2 + np.outer(e, dg) + np.outer(dg, e) + wsum * np.outer(dg, dg)) / wsum
+        out.s2[0, d] = (e + wsum * dg) / wsum
+    else:
+        out.s2 = (st.s2 + (2 * st.s1 * delta + st.nk[:, None] * delta * delta)[:, None, :]) / wsum
+    return out
+
+
+def _blend(running, batch, rho):
+    out = Stats(running.nk.shape[0], running.s1.shape[1], K_.DIAG)
+    out.nk = (1 - rho) * running.nk + rho * batch.nk
+    out.s1 = (1 - rho) * running.s1 + rho * batch.s1
+    out.s2 = (1 - rho) * running.s2 + rho * batch.s2
+    return out
 
 
 def _add_stats(a, b):

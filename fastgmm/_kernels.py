@@ -346,26 +346,63 @@ def _block_accumulate_tiles(Xc, B, wb, R, nk, s1, s2, Wc, colsum, Rw):
 
 
 @jit()
-def _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det, log_w,
+def _labels_accumulate(X, w, start, stop, labels, shift, gshift, ct, nk, s1, s2):
+    """The statistics of ``_block_accumulate`` for one-hot responsibilities (label
+    k, or -1 for none): O(d^2) a row instead of O(K d^2)."""
+    K, d = shift.shape
+    dv = np.empty(d)
+    unit = w.shape[0] == 0
+    for i in range(start, stop):
+        wi = 1.0 if unit else w[i]
+        if ct == TIED and wi != 0.0:
+            for a in range(d):
+                dv[a] = X[i, a] - gshift[a]
+            for a in range(d):
+                s2[0, d, a] += wi * dv[a]
+                for b in range(a, d):
+                    s2[0, a, b] += wi * dv[a] * dv[b]
+        k = labels[i]
+        if k < 0 or wi == 0.0:
+            continue
+        nk[k] += wi
+        for a in range(d):
+            dv[a] = X[i, a] - shift[k, a]
+            s1[k, a] += wi * dv[a]
+        if ct == FULL:
+            for a in range(d):
+                for b in range(a, d):
+                    s2[k, a, b] += wi * dv[a] * dv[b]
+        elif ct != TIED:
+            for a in range(d):
+                s2[k, 0, a] += wi * dv[a] * dv[a]
+
+
+@jit()
+def _stats_block(X, w, start, stop, mode, R, r0, labels, means, pc, aux, log_det, log_w,
                  shift, gshift, ct, ucat, muu, nk, s1, s2, ll):
     """Serial worker: statistics of rows [start, stop) into one slot."""
     K, d = means.shape
     B = stop - start
-    RB = np.empty((K, B))
-    t = np.empty(B)
-    u = np.empty(B)
-    wb = w[start:stop]
     nk[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
+    if mode == MODE_LABELS:
+        # hard labels: each row adds to its one component only
+        _labels_accumulate(X, w, start, stop, labels, shift, gshift, ct, nk, s1, s2)
+        ll[0] = 0.0
+        return
+    RB = np.empty((K, B))
+    t = np.empty(B)
+    u = np.empty(B)
+    wb = w[start:stop] if w.shape[0] > 0 else np.ones(B)  # empty w: unit weights
     tiles = ct == FULL and d >= TILE_MIN_D
     if tiles:
-        Xc = np.empty((B, d), dtype=X.dtype)
+        Xc = np.empty((B, d), dtype=ucat.dtype)
         _centre_block(X, start, stop, gshift, Xc)
         XT = np.empty((0, 0))
         D = np.empty((0, 0))
     else:
-        Xc = np.empty((0, 0), dtype=X.dtype)
+        Xc = np.empty((0, 0), dtype=ucat.dtype)
         XT = np.empty((d, B))
         D = np.empty((d, B))
         _load_block(X, start, stop, XT)
@@ -382,7 +419,7 @@ def _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det, lo
     elif mode == MODE_RESP:
         for k in range(K):
             for i in range(B):
-                RB[k, i] = R[start + i, k]
+                RB[k, i] = R[start + i - r0, k]
     else:
         RB[:] = 0.0
         for i in range(B):
@@ -391,9 +428,9 @@ def _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det, lo
                 RB[lab, i] = 1.0
     if tiles:
         width = max(1, TILE_WIDTH // d) * d
-        Wc = np.empty((B, width), dtype=X.dtype)
+        Wc = np.empty((B, width), dtype=ucat.dtype)
         colsum = np.empty(width)
-        Rw = np.empty((B, K), dtype=X.dtype)
+        Rw = np.empty((B, K), dtype=ucat.dtype)
         _block_accumulate_tiles(Xc, B, wb, RB, nk, s1, s2, Wc, colsum, Rw)
     else:
         _block_accumulate(XT, B, wb, RB, shift, gshift, ct, nk, s1, s2, D, t)
@@ -401,19 +438,24 @@ def _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det, lo
 
 
 @jit(parallel=True)
-def stats_pass(X, w, mode, R, labels, means, pc, aux, log_det, log_w, shift, gshift,
-               ct, group, nk, s1, s2, ucat, muu):
+def stats_pass(X, row0, row1, w, mode, R, labels, means, pc, aux, log_det, log_w, shift,
+               gshift, ct, group, nk, s1, s2, ucat, muu):
     """One parallel pass over the rows producing additive sufficient statistics.
 
     mode MODE_EM: responsibilities from the current parameters (the fused E+M
     pass); MODE_RESP: responsibilities given in R (n, K); MODE_LABELS: hard
     labels (n,), -1 meaning no component. Statistics are *added* to nk, s1, s2
     (float64); the weighted log-likelihood sum (MODE_EM) is returned.
+
+    Only rows [row0, row1) are read (R holds rows row0.. of that range); X may be
+    of any dtype and layout (a memmap, Fortran order, integers): each block is
+    converted as it is read, never the whole array. Tile buffers take ucat's
+    dtype (float32 for float32 data, float64 otherwise).
     """
-    n = X.shape[0]
+    n = row1
     K, d = means.shape
     bs = TILE_BLOCK if (ct == FULL and d >= TILE_MIN_D) else BLOCK
-    nblocks = (n + bs - 1) // bs
+    nblocks = (row1 - row0 + bs - 1) // bs
     g_nk = np.empty((group, K))
     g_s1 = np.empty((group, K, d))
     g_s2 = np.empty((group, s2.shape[0], s2.shape[1], s2.shape[2]))
@@ -423,9 +465,9 @@ def stats_pass(X, w, mode, R, labels, means, pc, aux, log_det, log_w, shift, gsh
         gn = min(group, nblocks - g0)
         for j in prange(gn):
             b = g0 + j
-            start = b * bs
+            start = row0 + b * bs
             stop = min(n, start + bs)
-            _stats_block(X, w, start, stop, mode, R, labels, means, pc, aux, log_det,
+            _stats_block(X, w, start, stop, mode, R, row0, labels, means, pc, aux, log_det,
                          log_w, shift, gshift, ct, ucat, muu, g_nk[j], g_s1[j], g_s2[j],
                          g_ll[j])
         for j in range(gn):
@@ -462,7 +504,7 @@ def log_prob_pass(X, means, pc, aux, log_det, log_w, ct, mode, out_lse, out_labe
         t = np.empty(B)
         u = np.empty(B)
         if ct == FULL and d >= TILE_MIN_D:
-            Xc = np.empty((B, d), dtype=X.dtype)
+            Xc = np.empty((B, d), dtype=ucat.dtype)
             _centre_block(X, start, stop, gshift, Xc)
             _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP)
         else:

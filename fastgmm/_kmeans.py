@@ -333,8 +333,9 @@ def kmeans_labels(X, n_clusters, random_state, sample_weight=None):
     from ._kernels import group_size
 
     n, d = X.shape
-    sw_draw = (np.ones(n, dtype=X.dtype) if sample_weight is None
-               else np.asarray(sample_weight, dtype=X.dtype))
+    dtype = np.float32 if X.dtype == np.float32 else np.float64  # scikit-learn's X dtype
+    sw_draw = (np.ones(n, dtype=dtype) if sample_weight is None
+               else np.asarray(sample_weight, dtype=dtype))
     sw = np.asarray(sw_draw, dtype=np.float64)
     group = group_size(n_clusters, d, 0)
     xmean, var = column_mean_var(X, group)
@@ -361,8 +362,9 @@ def kmeans_plusplus_labels(X, n_clusters, random_state, sample_weight=None):
     """The rows ``sklearn.cluster.kmeans_plusplus(X, n_clusters, random_state=...)``
     picks (uncentred data, as GaussianMixture calls it), as -1/k labels."""
     n, d = X.shape
-    sw_draw = (np.ones(n, dtype=X.dtype) if sample_weight is None
-               else np.asarray(sample_weight, dtype=X.dtype))
+    dtype = np.float32 if X.dtype == np.float32 else np.float64  # scikit-learn's X dtype
+    sw_draw = (np.ones(n, dtype=dtype) if sample_weight is None
+               else np.asarray(sample_weight, dtype=dtype))
     xmean = np.zeros(d)
     xsq = np.empty(n)
     row_sq_norms(X, xmean, xsq)

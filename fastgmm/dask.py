@@ -1,0 +1,273 @@
+"""Fitting a Gaussian mixture on a Dask cluster.
+
+``fastgmm.dask.GaussianMixture`` is ``fastgmm.GaussianMixture`` for
+``dask.array`` input. Each EM iteration is one task per chunk of rows that runs
+the same fused Numba kernel as the in-memory fit and returns that chunk's
+sufficient statistics (O(K d^2) numbers), a tree reduction that adds them in a
+fixed order, and the M-step on the client. From the same start the result equals
+the in-memory fit up to rounding, whatever the chunking.
+
+The start is a documented *sampled start*: ``init_sample_size`` rows (default
+100 000, or all rows if fewer) are drawn uniformly without replacement with
+``random_state``, gathered to the client, and initialised there with the
+estimator's ``init_params`` exactly as the in-memory class would initialise that
+sample; EM then runs on all the data. With ``weights_init``, ``means_init`` and
+``precisions_init`` all given, nothing is sampled.
+
+``predict``, ``predict_proba`` and ``score_samples`` return lazy Dask arrays;
+``score`` computes. Install with ``pip install "fastgmm[dask]"``; the core
+package never imports Dask.
+"""
+
+import numbers
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from . import _kernels as K_
+from ._gaussian_mixture import GaussianMixture as _InMemoryGaussianMixture
+from ._gaussian_mixture import _add_stats, _threads, _work_dtype
+from ._validation import check_sample_weight
+
+__all__ = ["GaussianMixture"]
+
+_FAN_IN = 8  # statistics added per task of the tree reduction
+
+
+def _chunk_stats(X, w, mode, params, n_jobs):
+    """A worker's task: statistics of one chunk, from the in-memory kernel."""
+    kp, shift, gshift, ct, K, dtype = params
+    est = _InMemoryGaussianMixture(K, n_jobs=n_jobs)
+    est._ct, est._dtype = ct, np.dtype(dtype)
+    est._w = np.ascontiguousarray(w, dtype=np.float64)
+    X = np.asarray(X)
+    X = X if X.flags.c_contiguous and X.dtype in (np.float32, np.float64) else \
+        np.ascontiguousarray(X, dtype=dtype)
+    X.flags.writeable = False
+    with _threads(n_jobs):
+        return est._stats(X, mode, kp, shift, gshift)
+
+
+def _sum_stats(*parts):
+    total = parts[0]
+    for p in parts[1:]:
+        total = _add_stats(total, p)
+    return total
+
+
+def _block_log_prob(X, est, mode):
+    X = np.ascontiguousarray(X, dtype=_work_dtype(np.asarray(X[:0])))
+    X.flags.writeable = False
+    with _threads(est.n_jobs):
+        return est._log_prob_pass(X, mode)
+
+
+class GaussianMixture(_InMemoryGaussianMixture):
+    """fastgmm's GaussianMixture for Dask arrays (see the module docstring).
+
+    Parameters are those of :class:`fastgmm.GaussianMixture`, plus
+    ``init_sample_size`` (int, default 100_000): rows sampled for the start.
+    ``n_jobs`` is the thread count of each task on its worker (default 1: one
+    task per worker thread).
+    """
+
+    _parameter_constraints: dict = {
+        **_InMemoryGaussianMixture._parameter_constraints,
+        "init_sample_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        learning_decay=0.6,
+        learning_offset=2.0,
+        n_jobs=1,
+        init_sample_size=100_000,
+    ):
+        super().__init__(
+            n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar,
+            max_iter=max_iter, n_init=n_init, init_params=init_params,
+            weights_init=weights_init, means_init=means_init,
+            precisions_init=precisions_init, random_state=random_state,
+            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
+            learning_decay=learning_decay, learning_offset=learning_offset, n_jobs=n_jobs)
+        self.init_sample_size = init_sample_size
+
+    # ------------------------------------------------------------ validation
+    def _validate_dask(self, X, reset):
+        if not isinstance(X, da.Array):
+            raise TypeError(
+                "fastgmm.dask.GaussianMixture expects a dask.array.Array; "
+                f"got {type(X).__name__}. Use fastgmm.GaussianMixture for in-memory data.")
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected 2D array, got {X.ndim}D array instead. Reshape your data.")
+        if X.dtype.kind not in "iuf":
+            raise ValueError(f"dtype {X.dtype} is not supported: numeric data only.")
+        if reset:
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input.")
+        dtype = _work_dtype(X)
+        return X.astype(dtype).rechunk({1: -1}), dtype
+
+    def fit(self, X, y=None, sample_weight=None):
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit on a Dask array; returns the labels as a lazy Dask array."""
+        self._validate_params()
+        X, dtype = self._validate_dask(X, reset=True)
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(f"Found array with {n} sample(s) (shape={X.shape}) while a "
+                             f"minimum of 2 is required by {type(self).__name__}.")
+        if n < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, n_samples = {n}")
+        X = X.persist()
+        has_nan, has_inf = dask.compute(da.isnan(X).any(), da.isinf(X).any())
+        if has_nan:
+            raise ValueError("Input X contains NaN.")
+        if has_inf:
+            raise ValueError("Input X contains infinity or a value too large for "
+                             f"{dtype!r}.")
+        if sample_weight is None:
+            w = da.ones(n, chunks=(X.chunks[0],), dtype=np.float64)
+        else:
+            if not isinstance(sample_weight, da.Array):
+                sample_weight = check_sample_weight(sample_weight, n)
+            w = da.asarray(sample_weight).astype(np.float64).rechunk((X.chunks[0],))
+            if w.shape != (n,):
+                raise ValueError(f"sample_weight.shape == {w.shape}, expected {(n,)}!")
+            w = w.persist()
+            w_min, w_max, w_all_zero = dask.compute(w.min(), da.isfinite(w).all(),
+                                                    (w == 0).all())
+            if not w_max:
+                raise ValueError("Input sample_weight contains NaN or infinity.")
+            if w_all_zero:
+                raise ValueError("Sample weights must contain at least one non-zero number.")
+            if w_min < 0:
+                raise ValueError("Negative values in data passed to `sample_weight`")
+        inits = self._check_parameters(np.empty((0, X.shape[1]), dtype=dtype))
+        self.__dict__.pop("_online", None)
+        self._dask_w = w
+        try:
+            return self._fit(X, w, inits)
+        finally:
+            del self._dask_w
+
+    # --------------------------------------------------- the distributed pass
+    def _set_weights(self, X, sw):
+        if not isinstance(X, da.Array):
+            return super()._set_weights(X, sw)
+        self._w = None  # the tasks read self._dask_w, chunk by chunk
+        self._wsum = float(self._dask_w.sum().compute())
+
+    def _stats(self, X, mode, kp, shift, gshift, R=None, labels=None, rows=None):
+        if not isinstance(X, da.Array):
+            return super()._stats(X, mode, kp, shift, gshift, R=R, labels=labels, rows=rows)
+        if mode != K_.MODE_EM:  # the start is made in memory, on a sample
+            raise NotImplementedError(mode)
+        params = dask.delayed(
+            (kp, shift, gshift, self._ct, self.n_components, self._dtype.name), pure=True)
+        parts = [dask.delayed(_chunk_stats, pure=True)(xb, wb, mode, params, self.n_jobs)
+                 for xb, wb in zip(X.to_delayed().ravel(), self._dask_w.to_delayed().ravel())]
+        while len(parts) > 1:
+            parts = [dask.delayed(_sum_stats, pure=True)(*parts[i:i + _FAN_IN])
+                     for i in range(0, len(parts), _FAN_IN)]
+        return parts[0].compute()
+
+    def _initialize_parameters(self, X, sw, random_state, inits):
+        if not isinstance(X, da.Array):
+            return super()._initialize_parameters(X, sw, random_state, inits)
+        weights_init, means_init, precisions_init = inits
+        if weights_init is not None and means_init is not None and precisions_init is not None:
+            return super()._initialize_parameters(
+                np.empty((0, X.shape[1]), dtype=self._dtype), None, random_state, inits)
+        n = X.shape[0]
+        m = min(n, self.init_sample_size)
+        idx = np.sort(random_state.choice(n, size=m, replace=False)) if m < n else np.arange(n)
+        Xs, ws = dask.compute(X[idx], self._dask_w[idx])
+        Xs = np.ascontiguousarray(Xs)
+        Xs.flags.writeable = False
+        saved = self._w, self._wsum
+        self._w, self._wsum = np.ascontiguousarray(ws), float(np.sum(ws))
+        try:
+            sample_sw = None if np.all(ws == 1.0) else self._w
+            return super()._initialize_parameters(Xs, sample_sw, random_state, inits)
+        finally:
+            self._w, self._wsum = saved
+
+    def _log_prob_pass(self, X, mode):
+        if not isinstance(X, da.Array):
+            return super()._log_prob_pass(X, mode)
+        if mode == 1:
+            return X.map_blocks(_block_log_prob, est=self, mode=1, dtype=np.int64,
+                                drop_axis=1)
+        if mode == 2:
+            return X.map_blocks(_block_log_prob, est=self, mode=2, dtype=X.dtype,
+                                chunks=(X.chunks[0], (self.n_components,)))
+        return X.map_blocks(_block_log_prob, est=self, mode=0, dtype=X.dtype, drop_axis=1)
+
+    # ------------------------------------------------------------ prediction
+    def _validate_X(self, X, reset):
+        if isinstance(X, da.Array):
+            return self._validate_dask(X, reset)[0]
+        return super()._validate_X(X, reset)
+
+    def _predict_dask(self, X, mode):
+        check_is_fitted(self)
+        X, _ = self._validate_dask(X, reset=False)
+        return self._log_prob_pass(X, mode)
+
+    def predict(self, X):
+        """Labels; a lazy Dask array for Dask input."""
+        if isinstance(X, da.Array):
+            return self._predict_dask(X, 1)
+        return super().predict(X)
+
+    def predict_proba(self, X):
+        if isinstance(X, da.Array):
+            return self._predict_dask(X, 2)
+        return super().predict_proba(X)
+
+    def score_samples(self, X):
+        if isinstance(X, da.Array):
+            return self._predict_dask(X, 0)
+        return super().score_samples(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        if isinstance(X, da.Array):
+            ss = self.score_samples(X)
+            if sample_weight is None:
+                return float(ss.mean().compute())
+            w = da.asarray(sample_weight).rechunk(ss.chunks)
+            return float(((ss * w).sum() / w.sum()).compute())
+        return super().score(X, sample_weight=sample_weight)
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        if isinstance(X, da.Array):
+            X = X.compute()
+        return super().partial_fit(X, y, sample_weight=sample_weight)

@@ -1,0 +1,140 @@
+"""Fitting on a real distributed.LocalCluster: 2 worker processes on loopback."""
+
+import os
+import signal
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import fastgmm  # noqa: E402
+import fastgmm.dask  # noqa: E402
+
+from conftest import make_data, start_params  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def _same_start_fits(X, Xd, covariance_type, sw=None, swd=None, max_iter=8):
+    w, m, p = start_params(X, 3, covariance_type, seed=0)
+    kw = dict(covariance_type=covariance_type, weights_init=w, means_init=m,
+              precisions_init=p, max_iter=max_iter, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = fastgmm.GaussianMixture(3, **kw).fit(X, sample_weight=sw)
+        dist = fastgmm.dask.GaussianMixture(3, **kw).fit(Xd, sample_weight=swd)
+    return local, dist
+
+
+ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("chunks", [5000, 777, 256])
+def test_distributed_fit_equals_in_memory(client, covariance_type, chunks):
+    X = make_data(n=5000, d=3, K=3, seed=4)
+    local, dist = _same_start_fits(X, da.from_array(X, chunks=(chunks, 3)), covariance_type)
+    for attr in ATTRS:
+        np.testing.assert_allclose(getattr(dist, attr), getattr(local, attr), rtol=1e-10,
+                                   atol=1e-13, err_msg=attr)
+    np.testing.assert_allclose(dist.lower_bounds_, local.lower_bounds_, rtol=1e-10)
+
+
+def test_distributed_weighted_and_tiled_fit_equals_in_memory(client):
+    X = make_data(n=4000, d=18, K=3, seed=5)  # d >= 16: the tiled 'full' kernels
+    sw = np.random.RandomState(0).uniform(0, 2, size=X.shape[0])
+    local, dist = _same_start_fits(X, da.from_array(X, chunks=(1000, 18)), "full", sw=sw,
+                                   swd=da.from_array(sw, chunks=1000), max_iter=4)
+    for attr in ATTRS[:3]:
+        np.testing.assert_allclose(getattr(dist, attr), getattr(local, attr), rtol=1e-10,
+                                   atol=1e-12, err_msg=attr)
+    # the precision factors invert covariances whose condition number (about 1e4
+    # here) magnifies the rounding of the chunk sums: 1e-8 there
+    np.testing.assert_allclose(dist.precisions_cholesky_, local.precisions_cholesky_,
+                               rtol=1e-8)
+
+
+def test_sampled_start_with_all_rows_is_the_in_memory_start(client):
+    X = make_data(n=3000, d=2, K=3, seed=6)
+    local = fastgmm.GaussianMixture(3, random_state=0).fit(X)
+    dist = fastgmm.dask.GaussianMixture(3, random_state=0).fit(da.from_array(X, chunks=700))
+    for attr in ATTRS:
+        np.testing.assert_allclose(getattr(dist, attr), getattr(local, attr), rtol=1e-9)
+
+
+def test_sampled_start_on_a_subsample_converges_to_the_same_model(client):
+    X = make_data(n=6000, d=2, K=3, seed=7)
+    local = fastgmm.GaussianMixture(3, random_state=0).fit(X)
+    dist = fastgmm.dask.GaussianMixture(3, random_state=0, init_sample_size=1500).fit(
+        da.from_array(X, chunks=1000))
+    order = np.argsort(local.means_[:, 0])
+    order_d = np.argsort(dist.means_[:, 0])
+    np.testing.assert_allclose(dist.means_[order_d], local.means_[order], atol=1e-2)
+    assert dist.score(da.from_array(X, chunks=1000)) == pytest.approx(local.score(X), rel=1e-4)
+
+
+def test_predictions_are_lazy_dask_arrays(client):
+    X = make_data(n=2000, d=3, K=3, seed=8)
+    Xd = da.from_array(X, chunks=600)
+    dist = fastgmm.dask.GaussianMixture(3, random_state=0).fit(Xd)
+    local = fastgmm.GaussianMixture(3, random_state=0).fit(X)
+    for method in ("predict", "predict_proba", "score_samples"):
+        out = getattr(dist, method)(Xd)
+        assert isinstance(out, da.Array), method
+        np.testing.assert_allclose(out.compute(), getattr(local, method)(X), rtol=1e-9)
+    labels = dist.fit_predict(Xd)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), local.predict(X))
+
+
+def test_bad_input(client):
+    est = fastgmm.dask.GaussianMixture(2)
+    with pytest.raises(TypeError, match="expects a dask.array.Array"):
+        est.fit(np.zeros((10, 2)))
+    X = make_data(n=100, d=2, K=2, seed=0)
+    X[5, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        est.fit(da.from_array(X, chunks=30))
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        est.fit(da.from_array(np.nan_to_num(X), chunks=30), sample_weight=-np.ones(100))
+
+
+def test_a_worker_killed_during_the_fit(client):
+    """A worker process is killed (SIGKILL) after EM iteration 2: Dask reruns its
+    tasks on the survivor (and the restarted worker) and the fit ends with the
+    same model as without the kill."""
+    X = make_data(n=6000, d=3, K=3, seed=9)
+    Xd = da.from_array(X, chunks=500)
+    w, m, p = start_params(X, 3, "full", seed=1)
+    kw = dict(weights_init=w, means_init=m, precisions_init=p, max_iter=6, tol=0)
+    pids = client.run(os.getpid)
+    killed = []
+
+    class KillOnce(fastgmm.dask.GaussianMixture):
+        def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+            if n_iter == 2 and not killed:
+                victim = sorted(pids)[0]
+                os.kill(pids[victim], signal.SIGKILL)
+                killed.append(victim)
+            super()._print_verbose_msg_iter_end(n_iter, diff_ll)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        survived = KillOnce(3, **kw).fit(Xd)
+        reference = fastgmm.dask.GaussianMixture(3, **kw).fit(Xd)
+    assert killed
+    for attr in ATTRS:
+        np.testing.assert_allclose(getattr(survived, attr), getattr(reference, attr),
+                                   rtol=1e-12, err_msg=attr)

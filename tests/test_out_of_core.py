@@ -1,0 +1,81 @@
+"""Memmaps and other arrays that are not C-contiguous float: no full copy."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from fastgmm import GaussianMixture
+
+from conftest import make_data, start_params
+
+
+def _memmap(tmp_path, X, order="C", dtype=None):
+    dtype = X.dtype if dtype is None else dtype
+    mm = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=dtype, shape=X.shape,
+                                   fortran_order=(order == "F"))
+    mm[:] = X
+    mm.flush()
+    return np.load(tmp_path / "X.npy", mmap_mode="r")
+
+
+@pytest.mark.parametrize("order,dtype", [("C", np.float64), ("F", np.float64),
+                                         ("C", np.float32), ("C", np.int32)])
+def test_memmap_fit_equals_in_memory(tmp_path, order, dtype):
+    X = make_data(n=3000, d=4, K=3, seed=1)
+    if np.dtype(dtype).kind == "i":
+        X = np.round(X * 100)
+    mm = _memmap(tmp_path, X, order, dtype)
+    ref_X = np.ascontiguousarray(mm, dtype=np.float32 if dtype == np.float32 else np.float64)
+    a = GaussianMixture(3, random_state=0).fit(mm)
+    b = GaussianMixture(3, random_state=0).fit(ref_X)
+    tol = dict(rtol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for attr in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), **tol)
+        assert getattr(a, attr).dtype == getattr(b, attr).dtype
+    np.testing.assert_array_equal(a.predict(mm), b.predict(ref_X))
+    np.testing.assert_allclose(a.score_samples(mm), b.score_samples(ref_X), **tol)
+
+
+def _peak_numpy_memory(mm, kw):
+    tracemalloc.start()
+    try:
+        gm = GaussianMixture(3, max_iter=3, tol=0, **kw)
+        with pytest.warns(Warning):
+            gm.fit(mm)
+        gm.score_samples(mm)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("start,share", [("given", 0.15), ("random", 0.15), ("kmeans", 0.5)])
+def test_no_full_copy_of_a_fortran_memmap(tmp_path, start, share):
+    """Traced allocations (NumPy's and the kernels') during fit and score_samples
+    grow with the rows by far less than the data does: a conversion of the whole
+    array would grow as fast. The EM and a given or 'random' start need O(block)
+    memory beyond the n-sized output (8 bytes a row, against 128 for X); the
+    k-means start keeps a few floats per row (distances, labels)."""
+    X = make_data(n=200_000, d=16, K=3, seed=2)
+    if start == "given":
+        w, m, p = start_params(X[:1000], 3, "full", seed=0)
+        kw = dict(weights_init=w, means_init=m, precisions_init=p)
+    else:
+        kw = dict(init_params=start, random_state=0)
+    with pytest.warns(Warning):  # compile first: max_iter=2 does not converge
+        GaussianMixture(3, max_iter=2, tol=0, **kw).fit(np.asfortranarray(X[:2000]))
+    peaks, sizes = [], []
+    for n in (100_000, 200_000):
+        (tmp_path / str(n)).mkdir()
+        mm = _memmap(tmp_path / str(n), X[:n], "F")
+        peaks.append(_peak_numpy_memory(mm, kw))
+        sizes.append(mm.nbytes)
+    assert peaks[1] - peaks[0] < share * (sizes[1] - sizes[0]), (peaks, sizes)
+
+
+def test_nan_in_a_memmap_gets_sklearns_error(tmp_path):
+    X = make_data(n=300_000 // 100, d=3, K=2, seed=3)
+    X[-1, 1] = np.nan
+    mm = _memmap(tmp_path, X, "F")
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        GaussianMixture(2).fit(mm)
