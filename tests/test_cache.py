@@ -28,3 +28,11 @@ def test_second_process_does_not_recompile():
     _run("float32", "diag")  # compiles (or loads) what this needs and fills the cache
     misses, hits = _run("float32", "diag")
     assert misses == 0 and hits >= 2
+
+
+def test_core_package_does_not_import_dask():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, fastgmm; print(any(m == 'dask' or "
+         "m.startswith('dask.') or m == 'distributed' for m in sys.modules))"],
+        capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
