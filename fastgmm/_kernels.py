@@ -193,6 +193,27 @@ def _block_resp(LP, B, lse, mx):
 
 
 @jit()
+def _scatter(XT, B, c, wts, D, s1row, s2mat):
+    """D = XT - c; s1row += sum_i wts_i D_i; s2mat (upper triangle) += sum_i
+    wts_i D_i D_i^T. The 'full' per-component and the 'tied' pooled scatter."""
+    d = XT.shape[0]
+    for a in range(d):
+        ca = c[a]
+        for i in range(B):
+            D[a, i] = XT[a, i] - ca
+    for a in range(d):
+        acc = 0.0
+        for i in range(B):
+            acc += wts[i] * D[a, i]
+        s1row[a] += acc
+        for b in range(a, d):
+            acc = 0.0
+            for i in range(B):
+                acc += wts[i] * D[a, i] * D[b, i]
+            s2mat[a, b] += acc
+
+
+@jit()
 def _block_accumulate(XT, B, wb, R, shift, gshift, ct, nk, s1, s2, D, wr):
     """Add a block (XT, weights wb, responsibilities R (K, B)) to the statistics.
 
@@ -214,56 +235,34 @@ def _block_accumulate(XT, B, wb, R, shift, gshift, ct, nk, s1, s2, D, wr):
         if tot == 0.0:
             continue
         nk[k] += tot
-        if ct != FULL:
-            # one sweep: first and second moments together, no D
-            for a in range(d):
-                c = shift[k, a]
-                acc = 0.0
-                acc2 = 0.0
-                for i in range(B):
-                    v = XT[a, i] - c
-                    t = wr[i] * v
-                    acc += t
-                    acc2 += t * v
-                s1[k, a] += acc
-                if ct != TIED:
-                    s2[k, 0, a] += acc2
+        if ct == FULL:
+            _scatter(XT, B, shift[k], wr, D, s1[k], s2[k])
             continue
+        # one sweep: first and second moments together, no D
         for a in range(d):
             c = shift[k, a]
-            for i in range(B):
-                D[a, i] = XT[a, i] - c
-        for a in range(d):
             acc = 0.0
+            acc2 = 0.0
             for i in range(B):
-                acc += wr[i] * D[a, i]
+                v = XT[a, i] - c
+                t = wr[i] * v
+                acc += t
+                acc2 += t * v
             s1[k, a] += acc
-        if ct == FULL:
-            for a in range(d):
-                for b in range(a, d):
-                    acc = 0.0
-                    for i in range(B):
-                        acc += wr[i] * D[a, i] * D[b, i]
-                    s2[k, a, b] += acc
+            if ct != TIED:
+                s2[k, 0, a] += acc2
     if ct == TIED:
-        for a in range(d):
-            c = gshift[a]
-            for i in range(B):
-                D[a, i] = XT[a, i] - c
-        for a in range(d):
-            acc = 0.0
-            for i in range(B):
-                acc += wb[i] * D[a, i]
-            s2[0, d, a] += acc
-            for b in range(a, d):
-                acc = 0.0
-                for i in range(B):
-                    acc += wb[i] * D[a, i] * D[b, i]
-                s2[0, a, b] += acc
+        _scatter(XT, B, gshift, wb, D, s2[0, d], s2[0, :d])
+
+
+@jit()
+def _tiled(ct, n_features):
+    """'full' covariances with d >= TILE_MIN_D run on the BLAS-tiled kernels."""
+    return ct == FULL and n_features >= TILE_MIN_D
 
 
 def uses_tiles(ct, n_features):
-    return ct == FULL and n_features >= TILE_MIN_D
+    return _tiled(ct, n_features)
 
 
 def tile_params(pc, means, gshift, dtype):
@@ -378,6 +377,31 @@ def _labels_accumulate(X, w, start, stop, labels, shift, gshift, ct, nk, s1, s2)
 
 
 @jit()
+def _block_data(X, start, stop, gshift, tiles, dtype_of):
+    """The block's rows as the path needs them: centred (B, d) tiles in the work
+    dtype for the tiled 'full' kernels, else transposed (d, B) float64, plus the
+    (d, B) scratch D. Unused arrays are empty."""
+    d = X.shape[1]
+    B = stop - start
+    if tiles:
+        Xc = np.empty((B, d), dtype=dtype_of.dtype)
+        _centre_block(X, start, stop, gshift, Xc)
+        return Xc, np.empty((0, 0)), np.empty((0, 0))
+    XT = np.empty((d, B))
+    _load_block(X, start, stop, XT)
+    return np.empty((0, 0), dtype=dtype_of.dtype), XT, np.empty((d, B))
+
+
+@jit()
+def _block_weighted_log_prob(Xc, XT, D, B, tiles, means, pc, aux, log_det, log_w, ct, ucat,
+                             muu, LP, t, u):
+    if tiles:
+        _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP)
+    else:
+        _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, LP, D, t, u)
+
+
+@jit()
 def _stats_block(X, w, start, stop, mode, R, r0, labels, means, pc, aux, log_det, log_w,
                  shift, gshift, ct, ucat, muu, nk, s1, s2, ll):
     """Serial worker: statistics of rows [start, stop) into one slot."""
@@ -386,46 +410,30 @@ def _stats_block(X, w, start, stop, mode, R, r0, labels, means, pc, aux, log_det
     nk[:] = 0.0
     s1[:] = 0.0
     s2[:] = 0.0
+    ll[0] = 0.0
     if mode == MODE_LABELS:
         # hard labels: each row adds to its one component only
         _labels_accumulate(X, w, start, stop, labels, shift, gshift, ct, nk, s1, s2)
-        ll[0] = 0.0
         return
     RB = np.empty((K, B))
     t = np.empty(B)
     u = np.empty(B)
     wb = w[start:stop] if w.shape[0] > 0 else np.ones(B)  # empty w: unit weights
-    tiles = ct == FULL and d >= TILE_MIN_D
-    if tiles:
-        Xc = np.empty((B, d), dtype=ucat.dtype)
-        _centre_block(X, start, stop, gshift, Xc)
-        XT = np.empty((0, 0))
-        D = np.empty((0, 0))
-    else:
-        Xc = np.empty((0, 0), dtype=ucat.dtype)
-        XT = np.empty((d, B))
-        D = np.empty((d, B))
-        _load_block(X, start, stop, XT)
-    acc = 0.0
+    tiles = _tiled(ct, d)
+    Xc, XT, D = _block_data(X, start, stop, gshift, tiles, ucat)
     if mode == MODE_EM:
-        if tiles:
-            _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, RB)
-        else:
-            _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, RB, D, t, u)
+        _block_weighted_log_prob(Xc, XT, D, B, tiles, means, pc, aux, log_det, log_w, ct,
+                                 ucat, muu, RB, t, u)
         _block_resp(RB, B, t, u)
+        acc = 0.0
         for i in range(B):
             if wb[i] != 0.0:
                 acc += wb[i] * t[i]
-    elif mode == MODE_RESP:
+        ll[0] = acc
+    else:  # MODE_RESP
         for k in range(K):
             for i in range(B):
                 RB[k, i] = R[start + i - r0, k]
-    else:
-        RB[:] = 0.0
-        for i in range(B):
-            lab = labels[start + i]
-            if lab >= 0:
-                RB[lab, i] = 1.0
     if tiles:
         width = max(1, TILE_WIDTH // d) * d
         Wc = np.empty((B, width), dtype=ucat.dtype)
@@ -434,7 +442,6 @@ def _stats_block(X, w, start, stop, mode, R, r0, labels, means, pc, aux, log_det
         _block_accumulate_tiles(Xc, B, wb, RB, nk, s1, s2, Wc, colsum, Rw)
     else:
         _block_accumulate(XT, B, wb, RB, shift, gshift, ct, nk, s1, s2, D, t)
-    ll[0] = acc
 
 
 @jit(parallel=True)
@@ -454,7 +461,7 @@ def stats_pass(X, row0, row1, w, mode, R, labels, means, pc, aux, log_det, log_w
     """
     n = row1
     K, d = means.shape
-    bs = TILE_BLOCK if (ct == FULL and d >= TILE_MIN_D) else BLOCK
+    bs = TILE_BLOCK if _tiled(ct, d) else BLOCK
     nblocks = (row1 - row0 + bs - 1) // bs
     g_nk = np.empty((group, K))
     g_s1 = np.empty((group, K, d))
@@ -494,7 +501,7 @@ def log_prob_pass(X, means, pc, aux, log_det, log_w, ct, mode, out_lse, out_labe
     """
     n = X.shape[0]
     K, d = means.shape
-    bs = TILE_BLOCK if (ct == FULL and d >= TILE_MIN_D) else BLOCK
+    bs = TILE_BLOCK if _tiled(ct, d) else BLOCK
     nblocks = (n + bs - 1) // bs
     for b in prange(nblocks):
         start = b * bs
@@ -503,15 +510,10 @@ def log_prob_pass(X, means, pc, aux, log_det, log_w, ct, mode, out_lse, out_labe
         LP = np.empty((K, B))
         t = np.empty(B)
         u = np.empty(B)
-        if ct == FULL and d >= TILE_MIN_D:
-            Xc = np.empty((B, d), dtype=ucat.dtype)
-            _centre_block(X, start, stop, gshift, Xc)
-            _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP)
-        else:
-            XT = np.empty((d, B))
-            D = np.empty((d, B))
-            _load_block(X, start, stop, XT)
-            _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, LP, D, t, u)
+        tiles = _tiled(ct, d)
+        Xc, XT, D = _block_data(X, start, stop, gshift, tiles, ucat)
+        _block_weighted_log_prob(Xc, XT, D, B, tiles, means, pc, aux, log_det, log_w, ct,
+                                 ucat, muu, LP, t, u)
         if mode == 1:
             for i in range(B):
                 best = 0
