@@ -11,9 +11,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels as K_
@@ -87,6 +86,16 @@ def _streamable(X):
         return False
     return isinstance(X, np.memmap) or not (
         X.flags.c_contiguous and X.dtype in (np.float32, np.float64))
+
+
+def _tile_args(kp, gshift, ct, dtype, needed):
+    """``ucat``, ``muu`` for the tiled 'full' kernels; empty arrays of the work
+    dtype (which still set the tiles' dtype) where the pass does not use them."""
+    means = kp[0]
+    if needed and K_.uses_tiles(ct, means.shape[1]):
+        return K_.tile_params(kp[1], means, gshift, dtype)
+    d = means.shape[1]
+    return np.zeros((0, d, d), dtype=dtype), np.zeros((means.shape[0], 0))
 
 
 def _readonly(X):
@@ -185,15 +194,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         (non-negative, one per row: a weight of 2 is the same as repeating the
         row, a weight of 0 the same as dropping it).
         """
-        self._fit_labels = False  # fit has no use for the final E-step's labels
-        try:
-            self.fit_predict(X, y, sample_weight=sample_weight)
-        finally:
-            del self._fit_labels
+        self._fit_checked(X, sample_weight, labels=False)  # no use for the labels
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Estimate model parameters using X and predict the labels for X."""
+        return self._fit_checked(X, sample_weight, labels=True)
+
+    def _fit_checked(self, X, sample_weight, labels):
         self._validate_params()
         X = self._validate_X(X, reset=True)
         if X.shape[0] < self.n_components:
@@ -206,7 +214,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         inits = self._check_parameters(X)
         self.__dict__.pop("_online", None)
         with _threads(self.n_jobs):
-            return self._fit(X, sw, inits)
+            return self._fit(X, sw, inits, labels=labels)
 
     # ---------------------------------------------------------- partial_fit
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -308,7 +316,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         return weights_init, means_init, precisions_init
 
-    def _fit(self, X, sw, inits):
+    def _fit(self, X, sw, inits, labels=True):
         self._ct = K_.COV_CODES[self.covariance_type]
         self._set_weights(X, sw)
         self._dtype = _work_dtype(X)
@@ -367,10 +375,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_lower_bounds
         del self._w, self._wsum, self._eps, self._ct, self._dtype
-        # the final E-step: fit_predict(X) == fit(X).predict(X)
-        if not getattr(self, "_fit_labels", True):
-            return None
-        return self._log_prob_pass(X, mode=1)
+        # the final E-step: fit_predict(X) == fit(X).predict(X); fit skips it
+        return self._log_prob_pass(X, mode=1) if labels else None
 
     # --------------------------------------------------------------- passes
     def _stats(self, X, mode, kp, shift, gshift, R=None, labels=None, rows=None):
@@ -382,11 +388,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         labels = np.zeros(0, dtype=np.int64) if labels is None else labels
         row0, row1 = (0, X.shape[0]) if rows is None else rows
         group = K_.group_size(K, n_features, ct)
-        if K_.uses_tiles(ct, n_features) and mode == K_.MODE_EM:
-            ucat, muu = K_.tile_params(kp[1], kp[0], gshift, self._dtype)
-        else:
-            ucat = np.zeros((0, n_features, n_features), dtype=self._dtype)
-            muu = np.zeros((K, 0))
+        ucat, muu = _tile_args(kp, gshift, ct, self._dtype, mode == K_.MODE_EM)
         st.ll = K_.stats_pass(X, row0, row1, self._w, mode, R, labels, *kp, shift, gshift, ct,
                               group, st.nk, st.s1, st.s2, ucat, muu)
         return st
@@ -516,10 +518,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out_resp = np.empty((n, self.n_components) if mode == 2 else (0, self.n_components))
         gshift = np.asarray(self.weights_, dtype=np.float64) @ kp[0]
         dtype = _work_dtype(X)
-        if K_.uses_tiles(ct, X.shape[1]):
-            ucat, muu = K_.tile_params(kp[1], kp[0], gshift, dtype)
-        else:
-            ucat, muu = np.zeros((0, X.shape[1], X.shape[1]), dtype=dtype), np.zeros((0, 0))
+        ucat, muu = _tile_args(kp, gshift, ct, dtype, True)
         K_.log_prob_pass(X, *kp, ct, mode, out_lse, out_label, out_resp, gshift, ucat, muu)
         if mode == 1:
             return out_label
@@ -669,11 +668,12 @@ def _stats_about(st, shift, gshift, origin, wsum, ct):
 
 
 def _blend(running, batch, rho):
-    out = Stats(running.nk.shape[0], running.s1.shape[1], K_.DIAG)
-    out.nk = (1 - rho) * running.nk + rho * batch.nk
-    out.s1 = (1 - rho) * running.s1 + rho * batch.s1
-    out.s2 = (1 - rho) * running.s2 + rho * batch.s2
-    return out
+    """(1 - rho) running + rho batch, in place on running."""
+    for name in ("nk", "s1", "s2"):
+        r = getattr(running, name)
+        r *= 1 - rho
+        r += rho * getattr(batch, name)
+    return running
 
 
 def _add_stats(a, b):

@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 from sklearn.exceptions import ConvergenceWarning
 
-from ._kernels import BLOCK, jit
+from ._kernels import BLOCK, group_size, jit
 
 LLOYD_MAX_ITER = 300
 LLOYD_TOL = 1e-4
@@ -330,8 +330,6 @@ def lloyd(X, xmean, sw, centers, tol, group, max_iter=LLOYD_MAX_ITER):
 def kmeans_labels(X, n_clusters, random_state, sample_weight=None):
     """Labels of ``KMeans(n_clusters, n_init=1, random_state=random_state).fit(X,
     sample_weight=sample_weight).labels_``, computed by the kernels above."""
-    from ._kernels import group_size
-
     n, d = X.shape
     dtype = np.float32 if X.dtype == np.float32 else np.float64  # scikit-learn's X dtype
     sw_draw = (np.ones(n, dtype=dtype) if sample_weight is None

@@ -94,7 +94,6 @@ def check_sample_weight(sample_weight, n_samples):
             dtype=np.float64,
             order="C",
             input_name="sample_weight",
-            copy=True,
         )
         if sample_weight.ndim != 1:
             raise ValueError(
