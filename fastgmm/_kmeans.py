@@ -68,19 +68,9 @@ def column_mean_var(X, group):
     return mean, var
 
 
-@jit(parallel=True)
 def row_sq_norms(X, xmean, out):
-    n, d = X.shape
-    nblocks = (n + BLOCK - 1) // BLOCK
-    for b in prange(nblocks):
-        start = b * BLOCK
-        stop = min(n, start + BLOCK)
-        for i in range(start, stop):
-            acc = 0.0
-            for a in range(d):
-                v = X[i, a] - xmean[a]
-                acc += v * v
-            out[i] = acc
+    """out[i] = |x_i - xmean|^2 (the distance to a single zero centre)."""
+    sq_dist_to_assigned(X, xmean, np.zeros((1, X.shape[1])), np.zeros(0, dtype=np.int64), out)
 
 
 @jit(parallel=True)
@@ -263,14 +253,16 @@ def lloyd_pass(X, xmean, sw, centers, labels, update, group, sums, weights):
 
 @jit(parallel=True)
 def sq_dist_to_assigned(X, xmean, centers, labels, out):
+    """out[i] = |x_i - xmean - centers[labels[i]]|^2; empty labels: centre 0."""
     n, d = X.shape
+    one = labels.shape[0] == 0
     nblocks = (n + BLOCK - 1) // BLOCK
     for b in prange(nblocks):
         start = b * BLOCK
         stop = min(n, start + BLOCK)
         for i in range(start, stop):
             acc = 0.0
-            k = labels[i]
+            k = 0 if one else labels[i]
             for a in range(d):
                 v = X[i, a] - xmean[a] - centers[k, a]
                 acc += v * v
