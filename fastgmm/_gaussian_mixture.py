@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels as K_
-from ._kmeans import kmeans_labels, kmeans_plusplus_labels
+from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype, labels_of_rows
 from ._mstep import (
     Stats,
     _sym_upper,
@@ -385,7 +385,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         K, n_features = self.n_components, X.shape[1]
         st = Stats(K, n_features, ct)
         R = np.zeros((0, K)) if R is None else R
-        labels = np.zeros(0, dtype=np.int64) if labels is None else labels
+        labels = np.zeros(0, dtype=label_dtype(K)) if labels is None else labels
         row0, row1 = (0, X.shape[0]) if rows is None else rows
         group = K_.group_size(K, n_features, ct)
         ucat, muu = _tile_args(kp, gshift, ct, self._dtype, mode == K_.MODE_EM)
@@ -425,10 +425,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         prec_chol = compute_precision_cholesky(covariances, self.covariance_type)
         return weights.astype(dtype), means.astype(dtype), covariances, prec_chol
 
-    def _resp_stats(self, X, R_chunks=None, labels=None):
-        """Statistics of given responsibilities (dense chunks or hard labels):
-        a first pass for the means, then the scatter about those means, so that
-        the one-pass covariance cannot cancel."""
+    def _resp_stats(self, X, R_chunks=None, labels=None, guess=None):
+        """Statistics of given responsibilities (dense chunks or hard labels),
+        shifted so that the one-pass covariance cannot cancel: by ``guess`` (K, d)
+        centres near the components' means, with its row counts, in one pass;
+        else a first pass for the means, then the scatter about those means."""
         K, d = self.n_components, X.shape[1]
         kp = (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)), np.zeros(K), np.zeros(K))
 
@@ -442,11 +443,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 total = part if total is None else _add_stats(total, part)
             return total
 
-        first = run(np.zeros((K, d)), np.zeros(d))
-        means = first.s1 / (first.nk + 10 * self._eps)[:, None]
-        gshift = (first.nk @ means) / max(float(first.nk.sum()), np.finfo(np.float64).tiny)
+        if guess is None:
+            first = run(np.zeros((K, d)), np.zeros(d))
+            means = first.s1 / (first.nk + 10 * self._eps)[:, None]
+            counts = first.nk
+        else:
+            means, counts = guess
+        gshift = (counts @ means) / max(float(np.sum(counts)), np.finfo(np.float64).tiny)
         shift = self._shift(means, gshift, d)
-        return run(shift, gshift), shift, gshift
+        st = run(shift, gshift)
+        # a component without weight gets scikit-learn's mean 0 whatever its shift
+        # (its sums are 0 whatever the shift)
+        shift[st.nk == 0] = 0.0
+        return st, shift, gshift
 
     def _initialize_parameters(self, X, sw, random_state, inits):
         weights_init, means_init, precisions_init = inits
@@ -455,9 +464,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         dtype = self._dtype
         weights = means = covariances = None
         if weights_init is None or means_init is None or precisions_init is None:
-            labels = R_chunks = None
+            labels = R_chunks = guess = None
             if self.init_params == "kmeans":
-                labels = kmeans_labels(X, K, random_state, sample_weight=sw)
+                labels, centers, counts = kmeans_labels(X, K, random_state, sample_weight=sw)
+                guess = (centers, counts.astype(np.float64))
             elif self.init_params == "random":
                 state = random_state.get_state()
 
@@ -472,11 +482,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                         yield start, np.ascontiguousarray(R, dtype=np.float64)
             elif self.init_params == "random_from_data":
                 indices = random_state.choice(n_samples, size=K, replace=False)
-                labels = np.full(n_samples, -1, dtype=np.int64)
-                labels[indices] = np.arange(K)
             else:  # "k-means++"
-                labels = kmeans_plusplus_labels(X, K, random_state, sample_weight=sw)
-            st, shift, gshift = self._resp_stats(X, R_chunks=R_chunks, labels=labels)
+                indices = kmeans_plusplus_indices(X, K, random_state, sample_weight=sw)
+            if self.init_params in ("random_from_data", "k-means++"):
+                # one row a component: each row is its component's mean
+                labels = labels_of_rows(n_samples, indices)
+                guess = (np.asarray(X[indices], dtype=np.float64), np.ones(K))
+            st, shift, gshift = self._resp_stats(X, R_chunks=R_chunks, labels=labels,
+                                                 guess=guess)
             nk, means, covariances = estimate_gaussian_parameters(
                 st, shift, gshift, self._ct, self.reg_covar, self._eps, self._wsum
             )

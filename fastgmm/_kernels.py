@@ -347,7 +347,7 @@ def _block_accumulate_tiles(Xc, B, wb, R, nk, s1, s2, Wc, colsum, Rw):
 @jit()
 def _labels_accumulate(X, w, start, stop, labels, shift, gshift, ct, nk, s1, s2):
     """The statistics of ``_block_accumulate`` for one-hot responsibilities (label
-    k, or -1 for none): O(d^2) a row instead of O(K d^2)."""
+    k, anything outside 0..K-1 for none): O(d^2) a row instead of O(K d^2)."""
     K, d = shift.shape
     dv = np.empty(d)
     unit = w.shape[0] == 0
@@ -357,20 +357,24 @@ def _labels_accumulate(X, w, start, stop, labels, shift, gshift, ct, nk, s1, s2)
             for a in range(d):
                 dv[a] = X[i, a] - gshift[a]
             for a in range(d):
-                s2[0, d, a] += wi * dv[a]
-                for b in range(a, d):
-                    s2[0, a, b] += wi * dv[a] * dv[b]
+                va = wi * dv[a]
+                s2[0, d, a] += va
+                for b in range(d):  # the whole square, as for 'full' below
+                    s2[0, a, b] += va * dv[b]
         k = labels[i]
-        if k < 0 or wi == 0.0:
+        if k < 0 or k >= K or wi == 0.0:
             continue
         nk[k] += wi
         for a in range(d):
             dv[a] = X[i, a] - shift[k, a]
             s1[k, a] += wi * dv[a]
         if ct == FULL:
+            # the whole square (only the upper triangle is read): full-length
+            # inner loops vectorise, the triangle's do not
             for a in range(d):
-                for b in range(a, d):
-                    s2[k, a, b] += wi * dv[a] * dv[b]
+                va = wi * dv[a]
+                for b in range(d):
+                    s2[k, a, b] += va * dv[b]
         elif ct != TIED:
             for a in range(d):
                 s2[k, 0, a] += wi * dv[a] * dv[a]

@@ -7,6 +7,12 @@ stopping rule, empty-cluster relocation), so that the same seed picks the same
 rows and Lloyd's algorithm reaches the same labels. Every pass is parallel over
 fixed row blocks with per-block slots added in a fixed order: results do not
 depend on the thread count.
+
+Streaming: the only per-row state is one small integer (the nearest chosen
+centre while seeding, then the label), 1 byte a row for fewer than 255
+clusters. Squared row norms and distances are recomputed block by block, so a
+memmap of many GB needs no n-sized float array (the empty-cluster relocation,
+which needs every row's distance, is the one exception and is rare).
 """
 
 import warnings
@@ -21,11 +27,12 @@ LLOYD_MAX_ITER = 300
 LLOYD_TOL = 1e-4
 
 
-@jit()
-def _load_centred(X, start, stop, xmean, XT):
-    for i in range(stop - start):
-        for a in range(X.shape[1]):
-            XT[a, i] = X[start + i, a] - xmean[a]
+def label_dtype(n_clusters):
+    """The smallest unsigned type for labels 0..K-1; its maximum means 'no label'."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if n_clusters < np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise ValueError(f"n_clusters={n_clusters} is too large")
 
 
 @jit(parallel=True)
@@ -42,23 +49,15 @@ def column_mean_var(X, group):
             for j in prange(gn):
                 start = (g0 + j) * BLOCK
                 stop = min(n, start + BLOCK)
-                for a in range(d):
-                    acc = 0.0
-                    if step == 0:
-                        for i in range(start, stop):
-                            acc += X[i, a]
-                    else:
-                        m = mean[a]
-                        for i in range(start, stop):
-                            v = X[i, a] - m
-                            acc += v * v
-                    buf[j, a] = acc
+                acc = np.zeros(d)
+                for i in range(start, stop):
+                    for a in range(d):
+                        v = X[i, a] - mean[a]  # mean is 0 on the first step
+                        acc[a] += v if step == 0 else v * v
+                buf[j] = acc
             for j in range(gn):
                 for a in range(d):
-                    if step == 0:
-                        var[a] += buf[j, a]  # the sum, for now
-                    else:
-                        var[a] += buf[j, a]
+                    var[a] += buf[j, a]  # on the first step, the sum
         if step == 0:
             for a in range(d):
                 mean[a] = var[a] / n
@@ -68,22 +67,76 @@ def column_mean_var(X, group):
     return mean, var
 
 
-def row_sq_norms(X, xmean, out):
-    """out[i] = |x_i - xmean|^2 (the distance to a single zero centre)."""
-    sq_dist_to_assigned(X, xmean, np.zeros((1, X.shape[1])), np.zeros(0, dtype=np.int64), out)
+@jit()
+def _load_centred(X, start, stop, xmean, XT, xsq):
+    """Rows [start, stop) of X minus xmean, transposed into XT (d, B) as float64,
+    and their squared norms: the loops below then run over contiguous rows."""
+    d = X.shape[1]
+    B = stop - start
+    for i in range(B):
+        for a in range(d):
+            XT[a, i] = X[start + i, a] - xmean[a]
+    for i in range(B):
+        xsq[i] = 0.0
+    for a in range(d):
+        for i in range(B):
+            xsq[i] += XT[a, i] * XT[a, i]
+
+
+@jit()
+def _dots(XT, B, c, out):
+    """out[i] = x_i . c over the block, four features a sweep (fewer loads and
+    stores of ``out`` than one feature a sweep)."""
+    d = XT.shape[0]
+    r = d % 4
+    for i in range(B):
+        out[i] = 0.0
+    for a in range(r):
+        ca = c[a]
+        for i in range(B):
+            out[i] += XT[a, i] * ca
+    for a in range(r, d, 4):
+        c0, c1, c2, c3 = c[a], c[a + 1], c[a + 2], c[a + 3]
+        for i in range(B):
+            out[i] += (XT[a, i] * c0 + XT[a + 1, i] * c1) + (XT[a + 2, i] * c2 + XT[a + 3, i] * c3)
+
+
+@jit()
+def _sq_dist(XT, B, c, csq, xsq, out):
+    """scikit-learn's squared distance (-2 x.c + |c|^2) + |x|^2, clipped at 0."""
+    _dots(XT, B, c, out)
+    for i in range(B):
+        out[i] = max(-2.0 * out[i] + csq + xsq[i], 0.0)
+
+
+@jit()
+def _block_closest(XT, B, C, csqC, near, start, prev, fold, xsq, cl, tmp):
+    """cl[i]: the squared distance of row i to its nearest chosen centre, which is
+    C[near[i]] or, if prev >= 0, C[prev] (written into ``near`` with ``fold``)."""
+    d = XT.shape[0]
+    for i in range(B):
+        cl[i] = 0.0
+    for a in range(d):  # rows innermost: a gather from C that vectorises
+        for i in range(B):
+            cl[i] += XT[a, i] * C[near[start + i], a]
+    for i in range(B):
+        cl[i] = max(-2.0 * cl[i] + csqC[near[start + i]] + xsq[i], 0.0)
+    if prev >= 0:
+        _sq_dist(XT, B, C[prev], csqC[prev], xsq, tmp)
+        for i in range(B):
+            if tmp[i] < cl[i]:
+                cl[i] = tmp[i]
+                if fold:
+                    near[start + i] = prev
 
 
 @jit(parallel=True)
-def seeding_pass(X, xmean, xsq, closest, sw, cands, out_min, block_tot):
-    """One pass for a round of greedy k-means++: for each candidate centre t,
-    out_min[t, i] = min(closest_i, |x_i - c_t|^2), its per-block weighted sums
-    block_tot[b, t], and the potentials sum_i sw_i out_min[t, i] (returned).
-
-    The squared distance is scikit-learn's ``(-2 x.c + |c|^2) + |x|^2``, clipped
-    at 0, with x centred on ``xmean``. The chosen candidate's row of out_min
-    becomes the next ``closest`` and its block sums drive the next draw, so each
-    round reads X once.
-    """
+def seeding_pass(X, xmean, sw, C, csqC, near, prev, cands, block_tot):
+    """One read of X for a round of greedy k-means++. First folds centre ``prev``
+    into each row's nearest centre; then, for each candidate t, block_tot[b, t] =
+    sum over block b of sw_i min(closest_i, |x_i - c_t|^2), and returns the
+    potentials (block sums added in order). The chosen candidate's column of
+    block_tot drives the next draw. Empty ``sw``: unit weights."""
     n, d = X.shape
     T = cands.shape[0]
     csq = np.zeros(T)
@@ -91,25 +144,25 @@ def seeding_pass(X, xmean, xsq, closest, sw, cands, out_min, block_tot):
         for a in range(d):
             csq[t] += cands[t, a] * cands[t, a]
     nblocks = (n + BLOCK - 1) // BLOCK
+    unit = sw.shape[0] == 0
     for b in prange(nblocks):
         start = b * BLOCK
         stop = min(n, start + BLOCK)
-        acc = np.zeros(T)
-        x = np.empty(d)
-        for i in range(start, stop):
-            for a in range(d):
-                x[a] = X[i, a] - xmean[a]
-            c_i = closest[i]
-            w = sw[i]
-            for t in range(T):
-                dot = 0.0
-                for a in range(d):
-                    dot += x[a] * cands[t, a]
-                m = min(c_i, max(-2.0 * dot + csq[t] + xsq[i], 0.0))
-                out_min[t, i] = m
-                acc[t] += w * m
+        B = stop - start
+        # separate arrays: views of one would keep LLVM from vectorising (aliasing)
+        XT, xsq, cl, tmp = np.empty((d, B)), np.empty(B), np.empty(B), np.empty(B)
+        _load_centred(X, start, stop, xmean, XT, xsq)
+        _block_closest(XT, B, C, csqC, near, start, prev, True, xsq, cl, tmp)
         for t in range(T):
-            block_tot[b, t] = acc[t]
+            _sq_dist(XT, B, cands[t], csq[t], xsq, tmp)
+            acc = 0.0
+            if unit:
+                for i in range(B):
+                    acc += min(cl[i], tmp[i])
+            else:
+                for i in range(B):
+                    acc += sw[start + i] * min(cl[i], tmp[i])
+            block_tot[b, t] = acc
     pots = np.zeros(T)
     for b in range(nblocks):
         for t in range(T):
@@ -118,75 +171,152 @@ def seeding_pass(X, xmean, xsq, closest, sw, cands, out_min, block_tot):
 
 
 @jit()
-def weighted_search(block_tot, t, sw, closest, rand_vals, out):
+def weighted_search(X, xmean, sw, C, csqC, near, prev, tot, rand_vals, out):
     """out[j] = first i with cumsum(sw * closest)[i] >= rand_vals[j] (numpy's
-    searchsorted, side 'left'), found from the block sums and one block's scan;
-    n - 1 where rounding leaves the value past the end (scikit-learn clips)."""
-    n = closest.shape[0]
-    nblocks = block_tot.shape[0]
+    searchsorted, side 'left'), found from the block sums ``tot`` and a scan of
+    one block, its distances recomputed; n - 1 where rounding leaves the value
+    past the end (scikit-learn clips)."""
+    n, d = X.shape
+    nblocks = tot.shape[0]
+    unit = sw.shape[0] == 0
+    XT_, xsq_, cl_, tmp_ = np.empty((d, BLOCK)), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
     for j in range(rand_vals.shape[0]):
         r = rand_vals[j]
         cum = 0.0
         res = n - 1
         for b in range(nblocks):
-            if cum + block_tot[b, t] >= r:
-                start = b * BLOCK
-                stop = min(n, start + BLOCK)
-                found = False
-                for i in range(start, stop):
-                    cum += sw[i] * closest[i]
-                    if cum >= r:
-                        res = i
-                        found = True
-                        break
-                if found:
+            if cum + tot[b] < r:
+                cum += tot[b]
+                continue
+            start = b * BLOCK
+            stop = min(n, start + BLOCK)
+            B = stop - start
+            XT, xsq, cl, tmp = XT_[:, :B], xsq_[:B], cl_[:B], tmp_[:B]
+            _load_centred(X, start, stop, xmean, XT, xsq)
+            _block_closest(XT, B, C, csqC, near, start, prev, False, xsq, cl, tmp)
+            found = False
+            for i in range(B):
+                cum += cl[i] if unit else sw[start + i] * cl[i]
+                if cum >= r:
+                    res = start + i
+                    found = True
                     break
-            else:
-                cum += block_tot[b, t]
+            if found:
+                break
         out[j] = res
 
 
-def _rows(X, ids, xmean):
+@jit()
+def _pick_uniform(n, pval, u):
+    """numpy's ``choice(n, p)`` for p = pval everywhere, after its draw u: the
+    first i with cumsum(p)[i] / cumsum(p)[-1] > u (sequential sums, as numpy's)."""
+    last = 0.0
+    for i in range(n):
+        last += pval
+    s = 0.0
+    for i in range(n):
+        s += pval
+        if s / last > u:
+            return i
+    return n - 1
+
+
+def _pairwise_sum_of_ones(n, dtype):
+    """What ``np.ones(n, dtype).sum()`` returns (numpy's pairwise summation, whose
+    float32 total is not n beyond 2**24 rows), without the n-sized array."""
+    one = dtype.type(1)
+    memo = {}
+
+    def pairwise(m):  # numpy's pairwise_sum over m ones
+        if m in memo:
+            return memo[m]
+        if m < 8:
+            res = dtype.type(0)
+            for _ in range(m):
+                res = dtype.type(res + one)
+        elif m <= 128:
+            r = [one] * 8
+            for _ in range(8, m - m % 8, 8):
+                r = [dtype.type(v + one) for v in r]
+            res = dtype.type(dtype.type(dtype.type(r[0] + r[1]) + dtype.type(r[2] + r[3]))
+                             + dtype.type(dtype.type(r[4] + r[5]) + dtype.type(r[6] + r[7])))
+            for _ in range(m % 8):
+                res = dtype.type(res + one)
+        else:
+            m2 = m // 2
+            m2 -= m2 % 8
+            res = dtype.type(pairwise(m2) + pairwise(m - m2))
+        memo[m] = res
+        return res
+
+    if n == 0:
+        return dtype.type(0)
+    return dtype.type(one + pairwise(n - 1))  # the reduction starts from the first item
+
+
+def first_center(random_state, n_samples, sample_weight, dtype):
+    """``random_state.choice(n_samples, p=sample_weight / sample_weight.sum())`` as
+    scikit-learn draws it (weights in the data's dtype); for unit weights
+    (``sample_weight`` None) without the n-sized p and cumulative sums."""
+    if sample_weight is not None:
+        return random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
+    u = random_state.random_sample()  # the one draw numpy's choice makes
+    pval = float(dtype.type(dtype.type(1) / _pairwise_sum_of_ones(n_samples, dtype)))
+    return _pick_uniform(n_samples, pval, u)
+
+
+def _centred_rows(X, ids, xmean):
     return np.ascontiguousarray(np.asarray(X[np.asarray(ids)], dtype=np.float64) - xmean)
 
 
-def kmeans_plusplus_indices(X, n_clusters, random_state, sample_weight, xmean, xsq,
-                            n_local_trials=None):
-    """Rows chosen by greedy k-means++, drawing as scikit-learn's ``_kmeans_plusplus``."""
+def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_trials=None):
+    """Greedy k-means++ drawing as scikit-learn's ``_kmeans_plusplus``.
+
+    ``sample_weight``: None (unit weights) or an array; ``xmean``: the centring
+    (zeros for the plain ``kmeans_plusplus``). Returns the chosen row indices,
+    the centres (centred, float64) and each row's nearest centre among all but
+    the last one chosen (``label_dtype``), a buffer Lloyd's algorithm reuses.
+    """
     n_samples, d = X.shape
+    dtype = np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
-    center_id = random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
-    sw = np.ascontiguousarray(sample_weight, dtype=np.float64)
+    sw = np.zeros(0) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    center_id = first_center(random_state, n_samples, sample_weight, dtype)
     indices = np.full(n_clusters, -1, dtype=np.int64)
     indices[0] = center_id
+    C = np.zeros((n_clusters, d))
+    csqC = np.zeros(n_clusters)
+    C[0] = _centred_rows(X, [center_id], xmean)[0]
+    csqC[0] = C[0] @ C[0]
+    near = np.zeros(n_samples, dtype=label_dtype(n_clusters))
     nblocks = (n_samples + BLOCK - 1) // BLOCK
-    out_min = np.empty((n_local_trials, n_samples))
     block_tot = np.empty((nblocks, n_local_trials))
-    closest = np.full(n_samples, np.inf)
-    pots = seeding_pass(X, xmean, xsq, closest, sw, _rows(X, [center_id], xmean),
-                        out_min[:1], block_tot[:, :1])
+    pots = seeding_pass(X, xmean, sw, C, csqC, near, -1, C[:1], block_tot[:, :1])
     best = 0
     current_pot = pots[0]
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
     for c in range(1, n_clusters):
-        closest[:] = out_min[best]
+        prev = c - 1 if c > 1 else -1  # the last centre not yet in ``near``
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
-        weighted_search(np.ascontiguousarray(block_tot[:, best:best + 1]), 0, sw, closest,
-                        rand_vals, candidate_ids)
-        pots = seeding_pass(X, xmean, xsq, closest, sw, _rows(X, candidate_ids, xmean),
-                            out_min, block_tot)
+        weighted_search(X, xmean, sw, C, csqC, near, prev,
+                        np.ascontiguousarray(block_tot[:, best]), rand_vals, candidate_ids)
+        cands = _centred_rows(X, candidate_ids, xmean)
+        pots = seeding_pass(X, xmean, sw, C, csqC, near, prev, cands, block_tot)
         best = int(np.argmin(pots))
         current_pot = pots[best]
         indices[c] = candidate_ids[best]
-    return indices
+        C[c] = cands[best]
+        csqC[c] = C[c] @ C[c]
+    return indices, C, near
 
 
 @jit(parallel=True)
-def lloyd_pass(X, xmean, sw, centers, labels, update, group, sums, weights):
+def lloyd_pass(X, xmean, sw, centers, labels, first, update, group, sums, weights, counts):
     """Assign each row to the nearest centre (scikit-learn's |c|^2 - 2 x.c, first
-    minimum on ties) and, with ``update``, add the weighted rows into ``sums`` and
-    ``weights`` (zeroed here). Returns how many labels changed."""
+    minimum on ties), with ``update`` adding the weighted rows into ``sums`` and
+    ``weights``; ``counts`` gets the rows a centre. Returns how many labels
+    changed (all of them on the ``first`` pass)."""
     n, d = X.shape
     K = centers.shape[0]
     csq = np.zeros(K)
@@ -194,10 +324,13 @@ def lloyd_pass(X, xmean, sw, centers, labels, update, group, sums, weights):
         for a in range(d):
             csq[k] += centers[k, a] * centers[k, a]
     nblocks = (n + BLOCK - 1) // BLOCK
+    unit = sw.shape[0] == 0
     sums[:] = 0.0
     weights[:] = 0.0
-    g_sums = np.empty((group, K, d))
-    g_w = np.empty((group, K))
+    counts[:] = 0
+    g_sums = np.zeros((group, K, d))
+    g_w = np.zeros((group, K))
+    g_cnt = np.zeros((group, K), dtype=np.int64)
     g_changed = np.zeros(group, dtype=np.int64)
     changed = 0
     for g0 in range(0, nblocks, group):
@@ -206,45 +339,43 @@ def lloyd_pass(X, xmean, sw, centers, labels, update, group, sums, weights):
             start = (g0 + j) * BLOCK
             stop = min(n, start + BLOCK)
             B = stop - start
-            XT = np.empty((d, B))
-            dot = np.empty(B)
-            best = np.empty(B)
-            lab = np.empty(B, dtype=np.int64)
-            _load_centred(X, start, stop, xmean, XT)
+            XT, xsq, dot = np.empty((d, B)), np.empty(B), np.empty(B)
+            best, lab = np.empty(B), np.empty(B)  # separate arrays, as above
+            _load_centred(X, start, stop, xmean, XT, xsq)
             for i in range(B):
                 best[i] = np.inf
-                lab[i] = 0
+                lab[i] = 0.0
             for k in range(K):
-                for i in range(B):
-                    dot[i] = 0.0
-                for a in range(d):
-                    c = centers[k, a]
-                    for i in range(B):
-                        dot[i] += XT[a, i] * c
-                for i in range(B):
-                    dist = csq[k] - 2.0 * dot[i]
-                    if dist < best[i]:
-                        best[i] = dist
-                        lab[i] = k
+                _dots(XT, B, centers[k], dot)
+                ck = csq[k]
+                kf = np.float64(k)
+                for i in range(B):  # branch-free, so that it vectorises
+                    dist = ck - 2.0 * dot[i]
+                    lt = dist < best[i]
+                    lab[i] = kf if lt else lab[i]
+                    best[i] = min(dist, best[i])
             nchg = 0
+            g_cnt[j] = 0
             for i in range(B):
-                if labels[start + i] != lab[i]:
-                    nchg += 1
-                labels[start + i] = lab[i]
-            g_changed[j] = nchg
+                k = np.int64(lab[i])
+                nchg += labels[start + i] != k
+                labels[start + i] = k
+                g_cnt[j, k] += 1
+            g_changed[j] = B if first else nchg
             if update:
                 g_sums[j] = 0.0
                 g_w[j] = 0.0
                 for i in range(B):
-                    k = lab[i]
-                    w = sw[start + i]
+                    k = np.int64(lab[i])
+                    w = 1.0 if unit else sw[start + i]
                     g_w[j, k] += w
                     for a in range(d):
                         g_sums[j, k, a] += XT[a, i] * w
         for j in range(gn):
             changed += g_changed[j]
-            if update:
-                for k in range(K):
+            for k in range(K):
+                counts[k] += g_cnt[j, k]
+                if update:
                     weights[k] += g_w[j, k]
                     for a in range(d):
                         sums[k, a] += g_sums[j, k, a]
@@ -253,16 +384,15 @@ def lloyd_pass(X, xmean, sw, centers, labels, update, group, sums, weights):
 
 @jit(parallel=True)
 def sq_dist_to_assigned(X, xmean, centers, labels, out):
-    """out[i] = |x_i - xmean - centers[labels[i]]|^2; empty labels: centre 0."""
+    """out[i] = |x_i - xmean - centers[labels[i]]|^2."""
     n, d = X.shape
-    one = labels.shape[0] == 0
     nblocks = (n + BLOCK - 1) // BLOCK
     for b in prange(nblocks):
         start = b * BLOCK
         stop = min(n, start + BLOCK)
         for i in range(start, stop):
             acc = 0.0
-            k = 0 if one else labels[i]
+            k = labels[i]
             for a in range(d):
                 v = X[i, a] - xmean[a] - centers[k, a]
                 acc += v * v
@@ -270,7 +400,9 @@ def sq_dist_to_assigned(X, xmean, centers, labels, out):
 
 
 def _relocate_empty_clusters(X, xmean, sw, centers_old, sums, weights, labels):
-    """scikit-learn's ``_relocate_empty_clusters_dense``, on the weighted sums."""
+    """scikit-learn's ``_relocate_empty_clusters_dense``, on the weighted sums.
+    Needs every row's distance to its centre (an n-sized array, only when a
+    cluster went empty)."""
     empty_clusters = np.where(weights == 0)[0]
     n_empty = empty_clusters.shape[0]
     if n_empty == 0:
@@ -281,7 +413,7 @@ def _relocate_empty_clusters(X, xmean, sw, centers_old, sums, weights, labels):
     for idx in range(n_empty):
         new_cluster_id = empty_clusters[idx]
         far_idx = far_from_centers[idx]
-        weight = sw[far_idx]
+        weight = 1.0 if sw.shape[0] == 0 else sw[far_idx]
         old_cluster_id = labels[far_idx]
         x = np.asarray(X[far_idx], dtype=np.float64) - xmean
         sums[old_cluster_id] -= x * weight
@@ -290,19 +422,23 @@ def _relocate_empty_clusters(X, xmean, sw, centers_old, sums, weights, labels):
         weights[old_cluster_id] -= weight
 
 
-def lloyd(X, xmean, sw, centers, tol, group, max_iter=LLOYD_MAX_ITER):
+def lloyd(X, xmean, sw, centers, tol, group, labels=None, max_iter=LLOYD_MAX_ITER):
     """Lloyd's algorithm as scikit-learn's ``_kmeans_single_lloyd`` runs it: stop when
     no label changes, or when the squared centre shift is <= tol, then (in the
-    latter case) a last assignment. ``centers`` are in coordinates centred on xmean.
-    Returns (labels, centers)."""
+    latter case) a last assignment. ``centers`` are in coordinates centred on
+    xmean; ``sw`` empty means unit weights; ``labels`` a buffer to reuse.
+    Returns (labels, centers, rows per cluster)."""
     n, d = X.shape
     K = centers.shape[0]
-    labels = np.full(n, -1, dtype=np.int64)
+    if labels is None:
+        labels = np.zeros(n, dtype=label_dtype(K))
     sums = np.zeros((K, d))
     weights = np.zeros(K)
+    counts = np.zeros(K, dtype=np.int64)
     strict_convergence = False
-    for _ in range(max_iter):
-        changed = lloyd_pass(X, xmean, sw, centers, labels, True, group, sums, weights)
+    for it in range(max_iter):
+        changed = lloyd_pass(X, xmean, sw, centers, labels, it == 0, True, group, sums,
+                             weights, counts)
         _relocate_empty_clusters(X, xmean, sw, centers, sums, weights, labels)
         new_centers = sums.copy()
         nz = weights > 0
@@ -315,28 +451,32 @@ def lloyd(X, xmean, sw, centers, tol, group, max_iter=LLOYD_MAX_ITER):
         if shift_tot <= tol:
             break
     if not strict_convergence:
-        lloyd_pass(X, xmean, sw, centers, labels, False, group, sums, weights)
-    return labels, centers
+        lloyd_pass(X, xmean, sw, centers, labels, False, False, group, sums, weights, counts)
+    return labels, centers, counts
+
+
+def _weights(X, sample_weight):
+    """The float64 weights the passes read (empty: unit) and the draw's weights
+    (None: unit), both in the data dtype's precision as scikit-learn's."""
+    if sample_weight is None:
+        return np.zeros(0), None
+    dtype = np.float32 if X.dtype == np.float32 else np.float64
+    sw_draw = np.asarray(sample_weight, dtype=dtype)
+    return np.asarray(sw_draw, dtype=np.float64), sw_draw
 
 
 def kmeans_labels(X, n_clusters, random_state, sample_weight=None):
-    """Labels of ``KMeans(n_clusters, n_init=1, random_state=random_state).fit(X,
-    sample_weight=sample_weight).labels_``, computed by the kernels above."""
+    """``KMeans(n_clusters, n_init=1, random_state=random_state).fit(X,
+    sample_weight=sample_weight)``, computed by the kernels above. Returns its
+    labels_ (``label_dtype``), its centres (float64) and the rows a cluster."""
     n, d = X.shape
-    dtype = np.float32 if X.dtype == np.float32 else np.float64  # scikit-learn's X dtype
-    sw_draw = (np.ones(n, dtype=dtype) if sample_weight is None
-               else np.asarray(sample_weight, dtype=dtype))
-    sw = np.asarray(sw_draw, dtype=np.float64)
+    sw, sw_draw = _weights(X, sample_weight)
     group = group_size(n_clusters, d, 0)
     xmean, var = column_mean_var(X, group)
     tol = float(np.mean(var) * LLOYD_TOL)
-    xsq = np.empty(n)
-    row_sq_norms(X, xmean, xsq)
-    idx = kmeans_plusplus_indices(X, n_clusters, random_state, sw_draw, xmean, xsq)
-    centers = np.ascontiguousarray(np.asarray(X[idx], dtype=np.float64) - xmean)
-
-    labels, _ = lloyd(X, xmean, sw, centers, tol, group)
-    distinct_clusters = len(np.unique(labels))
+    _, centers, near = kmeans_plusplus(X, n_clusters, random_state, sw_draw, xmean)
+    labels, centers, counts = lloyd(X, xmean, sw, centers, tol, group, labels=near)
+    distinct_clusters = int(np.count_nonzero(counts))
     if distinct_clusters < n_clusters:
         warnings.warn(
             "Number of distinct clusters ({}) found smaller than "
@@ -345,20 +485,20 @@ def kmeans_labels(X, n_clusters, random_state, sample_weight=None):
             ConvergenceWarning,
             stacklevel=2,
         )
-    return labels
+    return labels, centers + xmean, counts
 
 
-def kmeans_plusplus_labels(X, n_clusters, random_state, sample_weight=None):
-    """The rows ``sklearn.cluster.kmeans_plusplus(X, n_clusters, random_state=...)``
-    picks (uncentred data, as GaussianMixture calls it), as -1/k labels."""
-    n, d = X.shape
-    dtype = np.float32 if X.dtype == np.float32 else np.float64  # scikit-learn's X dtype
-    sw_draw = (np.ones(n, dtype=dtype) if sample_weight is None
-               else np.asarray(sample_weight, dtype=dtype))
-    xmean = np.zeros(d)
-    xsq = np.empty(n)
-    row_sq_norms(X, xmean, xsq)
-    idx = kmeans_plusplus_indices(X, n_clusters, random_state, sw_draw, xmean, xsq)
-    labels = np.full(n, -1, dtype=np.int64)
-    labels[idx] = np.arange(n_clusters)
+def kmeans_plusplus_indices(X, n_clusters, random_state, sample_weight=None):
+    """The rows ``sklearn.cluster.kmeans_plusplus(X, n_clusters, random_state=...,
+    sample_weight=...)`` picks (uncentred data, as GaussianMixture calls it)."""
+    _, sw_draw = _weights(X, sample_weight)
+    idx, _, _ = kmeans_plusplus(X, n_clusters, random_state, sw_draw, np.zeros(X.shape[1]))
+    return idx
+
+
+def labels_of_rows(n_samples, indices):
+    """Labels 0..K-1 on the given rows, 'none' (the dtype's maximum) elsewhere."""
+    dt = label_dtype(len(indices))
+    labels = np.full(n_samples, np.iinfo(dt).max, dtype=dt)
+    labels[indices] = np.arange(len(indices))
     return labels

@@ -9,7 +9,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from fastgmm import GaussianMixture
-from fastgmm._kmeans import kmeans_labels, kmeans_plusplus_labels, lloyd
+from fastgmm._kmeans import (_pairwise_sum_of_ones, first_center, kmeans_labels,
+                             kmeans_plusplus_indices, label_dtype, lloyd)
 
 from conftest import INIT_PARAMS
 
@@ -38,8 +39,7 @@ def test_kmeans_plusplus_picks_sklearns_rows():
     same = total = 0
     for seed, _, K, X in _cases(5):
         _, idx = kmeans_plusplus(X, K, random_state=np.random.RandomState(seed))
-        lab = kmeans_plusplus_labels(X, K, np.random.RandomState(seed))
-        same += np.array_equal(lab[idx], np.arange(K)) and (lab >= 0).sum() == K
+        same += np.array_equal(kmeans_plusplus_indices(X, K, np.random.RandomState(seed)), idx)
         total += 1
     assert total == 150 and same / total >= 0.95, same
 
@@ -50,7 +50,7 @@ def test_kmeans_reaches_sklearns_labels():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             sk = KMeans(K, n_init=1, random_state=np.random.RandomState(seed)).fit(X).labels_
-            fg = kmeans_labels(X, K, np.random.RandomState(seed))
+            fg, _, _ = kmeans_labels(X, K, np.random.RandomState(seed))
         same += np.array_equal(sk, fg)
         total += 1
     assert total == 150 and same / total >= 0.90, same
@@ -63,7 +63,7 @@ def test_weighted_kmeans_matches_sklearn():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             sk = KMeans(K, n_init=1, random_state=seed).fit(X, sample_weight=sw).labels_
-            fg = kmeans_labels(X, K, np.random.RandomState(seed), sample_weight=sw)
+            fg, _, _ = kmeans_labels(X, K, np.random.RandomState(seed), sample_weight=sw)
         same += np.array_equal(sk, fg)
         total += 1
     assert same / total >= 0.90, same
@@ -76,10 +76,11 @@ def test_weighted_lloyd_equals_repeated_rows():
     centers = X[[0, 200, 400]].copy()
     Xr = np.repeat(X, sw, axis=0)
     xmean = np.zeros(3)
-    lab_w, c_w = lloyd(X, xmean, sw.astype(float), centers, 0.0, 8)
-    lab_r, c_r = lloyd(Xr, xmean, np.ones(Xr.shape[0]), centers, 0.0, 8)
+    lab_w, c_w, cnt_w = lloyd(X, xmean, sw.astype(float), centers, 0.0, 8)
+    lab_r, c_r, cnt_r = lloyd(Xr, xmean, np.zeros(0), centers, 0.0, 8)  # unit weights
     np.testing.assert_allclose(c_w, c_r, rtol=1e-12)
     np.testing.assert_array_equal(np.repeat(lab_w, sw), lab_r)
+    np.testing.assert_array_equal(cnt_r, np.bincount(lab_r, minlength=3))
 
 
 def test_kmeans_bitwise_identical_across_thread_counts():
@@ -127,3 +128,39 @@ def test_fewer_distinct_rows_than_components_warns_like_sklearn():
     assert messages[0] == messages[1]
     assert any("Number of distinct clusters (2) found smaller than n_clusters (3)" in m
                for m in messages[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_centre_draws_as_numpys_choice(dtype):
+    """Unit weights: the first k-means++ row without numpy's n-sized p and cdf,
+    the same row and the same generator state after."""
+    for n in (1, 2, 7, 1001, 100_000):
+        for seed in range(50):
+            ref, ours = np.random.RandomState(seed), np.random.RandomState(seed)
+            sw = np.ones(n, dtype)
+            expected = ref.choice(n, p=sw / sw.sum())
+            assert first_center(ours, n, None, np.dtype(dtype)) == expected
+            assert ours.random_sample() == ref.random_sample()
+
+
+@pytest.mark.parametrize("n", [1, 8, 129, 2**24 + 3, 30_000_005])
+def test_sum_of_ones_is_numpys(n):
+    """float32 ones do not sum to n beyond 2**24 rows; numpy's pairwise order is kept."""
+    for dtype in (np.float32, np.float64):
+        ours = _pairwise_sum_of_ones(n, np.dtype(dtype))
+        theirs = np.ones(n, dtype).sum()
+        assert ours == theirs and ours.dtype == theirs.dtype
+    assert int(_pairwise_sum_of_ones(2**24 + 3, np.dtype(np.float32))) != 2**24 + 3
+
+
+def test_labels_take_one_byte_below_255_clusters_and_two_above():
+    assert label_dtype(2) == np.uint8 and label_dtype(254) == np.uint8
+    assert label_dtype(255) == np.uint16 and label_dtype(300) == np.uint16
+    X, K = np.random.RandomState(0).normal(size=(3000, 2)), 300
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = KMeans(K, n_init=1, random_state=0).fit(X).labels_
+        fg, centers, counts = kmeans_labels(X, K, np.random.RandomState(0))
+    assert fg.dtype == np.uint16 and fg.max() == K - 1
+    np.testing.assert_array_equal(fg, sk)
+    np.testing.assert_array_equal(counts, np.bincount(sk, minlength=K))
