@@ -18,7 +18,7 @@ which needs every row's distance, is the one exception and is rare).
 import warnings
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 from sklearn.exceptions import ConvergenceWarning
 
 from ._kernels import BLOCK, group_size, jit
@@ -65,6 +65,33 @@ def column_mean_var(X, group):
     for a in range(d):
         var[a] /= n
     return mean, var
+
+
+@njit(cache=True, nogil=True, error_model="numpy")  # no fastmath: the order is the point
+def _sequential_column_sums(X, acc):
+    """acc[a] += X[i, a] row after row, in acc's dtype: numpy's order for
+    ``X.mean(axis=0)`` on a C-ordered array, and its accumulation dtype."""
+    n, d = X.shape
+    for i in range(n):
+        for a in range(d):
+            acc[a] += X[i, a]
+
+
+def _mean_dtype(X):
+    return np.float32 if X.dtype == np.float32 else np.float64
+
+
+def column_mean(X):
+    """``X.mean(axis=0)`` as scikit-learn's ``KMeans`` computes it on its C-ordered
+    float copy of X, bit for bit and in its dtype (float32 for float32 data),
+    without that copy. The kernels subtract it in that dtype too, so the centred
+    rows are scikit-learn's and so are most distance ties."""
+    dtype = _mean_dtype(X)
+    acc = np.zeros(X.shape[1], dtype=dtype)
+    _sequential_column_sums(X, acc)
+    mean = np.zeros((1, X.shape[1]), dtype=dtype)
+    np.true_divide(acc[np.newaxis], np.intp(X.shape[0]), out=mean, casting="unsafe")
+    return mean[0]
 
 
 @jit()
@@ -266,7 +293,8 @@ def first_center(random_state, n_samples, sample_weight, dtype):
 
 
 def _centred_rows(X, ids, xmean):
-    return np.ascontiguousarray(np.asarray(X[np.asarray(ids)], dtype=np.float64) - xmean)
+    # in xmean's dtype, as the kernels subtract it (float32 - float32 stays float32)
+    return np.ascontiguousarray(np.asarray(X[np.asarray(ids)]) - xmean, dtype=np.float64)
 
 
 def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_trials=None):
@@ -415,7 +443,7 @@ def _relocate_empty_clusters(X, xmean, sw, centers_old, sums, weights, labels):
         far_idx = far_from_centers[idx]
         weight = 1.0 if sw.shape[0] == 0 else sw[far_idx]
         old_cluster_id = labels[far_idx]
-        x = np.asarray(X[far_idx], dtype=np.float64) - xmean
+        x = _centred_rows(X, [far_idx], xmean)[0]
         sums[old_cluster_id] -= x * weight
         sums[new_cluster_id] = x * weight
         weights[new_cluster_id] = weight
@@ -472,7 +500,8 @@ def kmeans_labels(X, n_clusters, random_state, sample_weight=None):
     n, d = X.shape
     sw, sw_draw = _weights(X, sample_weight)
     group = group_size(n_clusters, d, 0)
-    xmean, var = column_mean_var(X, group)
+    _, var = column_mean_var(X, group)
+    xmean = column_mean(X)
     tol = float(np.mean(var) * LLOYD_TOL)
     _, centers, near = kmeans_plusplus(X, n_clusters, random_state, sw_draw, xmean)
     labels, centers, counts = lloyd(X, xmean, sw, centers, tol, group, labels=near)
@@ -492,7 +521,8 @@ def kmeans_plusplus_indices(X, n_clusters, random_state, sample_weight=None):
     """The rows ``sklearn.cluster.kmeans_plusplus(X, n_clusters, random_state=...,
     sample_weight=...)`` picks (uncentred data, as GaussianMixture calls it)."""
     _, sw_draw = _weights(X, sample_weight)
-    idx, _, _ = kmeans_plusplus(X, n_clusters, random_state, sw_draw, np.zeros(X.shape[1]))
+    xmean = np.zeros(X.shape[1], dtype=_mean_dtype(X))  # uncentred
+    idx, _, _ = kmeans_plusplus(X, n_clusters, random_state, sw_draw, xmean)
     return idx
 
 

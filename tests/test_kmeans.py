@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from fastgmm import GaussianMixture
-from fastgmm._kmeans import (_pairwise_sum_of_ones, first_center, kmeans_labels,
+from fastgmm._kmeans import (_pairwise_sum_of_ones, column_mean, first_center, kmeans_labels,
                              kmeans_plusplus_indices, label_dtype, lloyd)
 
 from conftest import INIT_PARAMS
@@ -164,3 +164,16 @@ def test_labels_take_one_byte_below_255_clusters_and_two_above():
     assert fg.dtype == np.uint16 and fg.max() == K - 1
     np.testing.assert_array_equal(fg, sk)
     np.testing.assert_array_equal(counts, np.bincount(sk, minlength=K))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32])
+def test_centring_mean_is_numpys_bit_for_bit(dtype):
+    """scikit-learn's KMeans centres its C-ordered float copy on X.mean(axis=0);
+    fastgmm reads X as it is (here Fortran order too) and gets the same bits."""
+    rng = np.random.RandomState(0)
+    X = (rng.standard_t(2, size=(100_003, 5)) * 100 + 7).astype(dtype)
+    expected = X.astype(np.float32 if dtype == np.float32 else np.float64).mean(axis=0)
+    for data in (X, np.asfortranarray(X)):
+        got = column_mean(data)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
