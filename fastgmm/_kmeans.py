@@ -36,35 +36,30 @@ def label_dtype(n_clusters):
 
 
 @jit(parallel=True)
-def column_mean_var(X, group):
-    """Per-feature mean and (population) variance, two passes, block-ordered sums."""
+def column_var(X, mean, group):
+    """Per-feature (population) variance about ``mean``, block-ordered sums: only
+    for Lloyd's tolerance, a threshold."""
     n, d = X.shape
     nblocks = (n + BLOCK - 1) // BLOCK
-    mean = np.zeros(d)
     var = np.zeros(d)
     buf = np.empty((group, d))
-    for step in range(2):
-        for g0 in range(0, nblocks, group):
-            gn = min(group, nblocks - g0)
-            for j in prange(gn):
-                start = (g0 + j) * BLOCK
-                stop = min(n, start + BLOCK)
-                acc = np.zeros(d)
-                for i in range(start, stop):
-                    for a in range(d):
-                        v = X[i, a] - mean[a]  # mean is 0 on the first step
-                        acc[a] += v if step == 0 else v * v
-                buf[j] = acc
-            for j in range(gn):
+    for g0 in range(0, nblocks, group):
+        gn = min(group, nblocks - g0)
+        for j in prange(gn):
+            start = (g0 + j) * BLOCK
+            stop = min(n, start + BLOCK)
+            acc = np.zeros(d)
+            for i in range(start, stop):
                 for a in range(d):
-                    var[a] += buf[j, a]  # on the first step, the sum
-        if step == 0:
+                    v = X[i, a] - mean[a]
+                    acc[a] += v * v
+            buf[j] = acc
+        for j in range(gn):
             for a in range(d):
-                mean[a] = var[a] / n
-                var[a] = 0.0
+                var[a] += buf[j, a]
     for a in range(d):
         var[a] /= n
-    return mean, var
+    return var
 
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no fastmath: the order is the point
@@ -319,20 +314,20 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_t
     csqC[0] = C[0] @ C[0]
     near = np.zeros(n_samples, dtype=label_dtype(n_clusters))
     nblocks = (n_samples + BLOCK - 1) // BLOCK
+    tot = np.empty((nblocks, 1))  # contiguous, as below: one compiled variant
+    current_pot = seeding_pass(X, xmean, sw, C, csqC, near, -1, C[:1], tot)[0]
+    tot = tot[:, 0]  # block sums of the distances to the nearest centre so far
     block_tot = np.empty((nblocks, n_local_trials))
-    pots = seeding_pass(X, xmean, sw, C, csqC, near, -1, C[:1], block_tot[:, :1])
-    best = 0
-    current_pot = pots[0]
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
     for c in range(1, n_clusters):
         prev = c - 1 if c > 1 else -1  # the last centre not yet in ``near``
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
-        weighted_search(X, xmean, sw, C, csqC, near, prev,
-                        np.ascontiguousarray(block_tot[:, best]), rand_vals, candidate_ids)
+        weighted_search(X, xmean, sw, C, csqC, near, prev, tot, rand_vals, candidate_ids)
         cands = _centred_rows(X, candidate_ids, xmean)
         pots = seeding_pass(X, xmean, sw, C, csqC, near, prev, cands, block_tot)
         best = int(np.argmin(pots))
         current_pot = pots[best]
+        tot = np.ascontiguousarray(block_tot[:, best])
         indices[c] = candidate_ids[best]
         C[c] = cands[best]
         csqC[c] = C[c] @ C[c]
@@ -500,8 +495,8 @@ def kmeans_labels(X, n_clusters, random_state, sample_weight=None):
     n, d = X.shape
     sw, sw_draw = _weights(X, sample_weight)
     group = group_size(n_clusters, d, 0)
-    _, var = column_mean_var(X, group)
     xmean = column_mean(X)
+    var = column_var(X, xmean.astype(np.float64), group)
     tol = float(np.mean(var) * LLOYD_TOL)
     _, centers, near = kmeans_plusplus(X, n_clusters, random_state, sw_draw, xmean)
     labels, centers, counts = lloyd(X, xmean, sw, centers, tol, group, labels=near)
