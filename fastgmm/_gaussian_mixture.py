@@ -16,7 +16,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels as K_
-from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype, labels_of_rows
+from ._kmeans import (kmeans_labels, kmeans_plusplus_indices, label_dtype, labels_of_rows,
+                      rows_from_data)
 from ._mstep import (
     Stats,
     _sym_upper,
@@ -481,7 +482,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                         R /= np.sum(R, axis=1)[:, np.newaxis]
                         yield start, np.ascontiguousarray(R, dtype=np.float64)
             elif self.init_params == "random_from_data":
-                indices = random_state.choice(n_samples, size=K, replace=False)
+                indices = rows_from_data(random_state, n_samples, K)
             else:  # "k-means++"
                 indices = kmeans_plusplus_indices(X, K, random_state, sample_weight=sw)
             if self.init_params in ("random_from_data", "k-means++"):

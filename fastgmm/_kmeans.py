@@ -521,6 +521,16 @@ def kmeans_plusplus_indices(X, n_clusters, random_state, sample_weight=None):
     return idx
 
 
+def rows_from_data(random_state, n_samples, n_components):
+    """``random_state.choice(n_samples, n_components, replace=False)``: numpy's legacy
+    generator shuffles all n indices and keeps the first ones; the same shuffle of
+    4-byte indices draws the same rows with half its memory."""
+    dt = np.uint32 if n_samples <= np.iinfo(np.uint32).max else np.int64
+    idx = np.arange(n_samples, dtype=dt)
+    random_state.shuffle(idx)
+    return idx[:n_components].astype(np.int64)
+
+
 def labels_of_rows(n_samples, indices):
     """Labels 0..K-1 on the given rows, 'none' (the dtype's maximum) elsewhere."""
     dt = label_dtype(len(indices))

@@ -10,7 +10,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from fastgmm import GaussianMixture
 from fastgmm._kmeans import (_pairwise_sum_of_ones, column_mean, first_center, kmeans_labels,
-                             kmeans_plusplus_indices, label_dtype, lloyd)
+                             kmeans_plusplus_indices, label_dtype, lloyd, rows_from_data)
 
 from conftest import INIT_PARAMS
 
@@ -177,3 +177,15 @@ def test_centring_mean_is_numpys_bit_for_bit(dtype):
         got = column_mean(data)
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def test_rows_from_data_draw_as_numpys_choice_without_replacement():
+    """'random_from_data' shuffles 4-byte indices: the same rows as scikit-learn's
+    choice(n, K, replace=False) (an 8-byte permutation), the same generator state after."""
+    for n in (3, 1000, 70_001):
+        for K in (1, 3):
+            for seed in range(20):
+                ref, ours = np.random.RandomState(seed), np.random.RandomState(seed)
+                expected = ref.choice(n, size=K, replace=False)
+                np.testing.assert_array_equal(rows_from_data(ours, n, K), expected)
+                assert ours.random_sample() == ref.random_sample()
