@@ -228,7 +228,7 @@ DASK_SCRIPT = textwrap.dedent(
         gm = cls(K, weights_init=w, means_init=m, precisions_init=p, max_iter=iters, tol=0)
         t = time.perf_counter(); gm.fit(data); return time.perf_counter() - t
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         Xd = da.from_array(X, chunks=(chunk, d)).persist()
         fit(fastgmm.dask.GaussianMixture, Xd, 1); fit(fastgmm.GaussianMixture, X, 1)

@@ -8,8 +8,9 @@ fixed order, and the M-step on the client. From the same start the result equals
 the in-memory fit up to rounding, whatever the chunking.
 
 The start is a documented *sampled start*: ``init_sample_size`` rows (default
-100 000, or all rows if fewer) are drawn uniformly without replacement with
-``random_state``, gathered to the client, and initialised there with the
+100 000, or all rows if fewer) are drawn uniformly without replacement by a
+NumPy Generator seeded from ``random_state`` (O(sample) memory on the client,
+where ``RandomState.choice`` would permute all n rows), gathered to the client, and initialised there with the
 estimator's ``init_params`` exactly as the in-memory class would initialise that
 sample; EM then runs on all the data. With ``weights_init``, ``means_init`` and
 ``precisions_init`` all given, nothing is sampled.
@@ -208,7 +209,13 @@ class GaussianMixture(_InMemoryGaussianMixture):
                 np.empty((0, X.shape[1]), dtype=self._dtype), None, random_state, inits)
         n = X.shape[0]
         m = min(n, self.init_sample_size)
-        idx = np.sort(random_state.choice(n, size=m, replace=False)) if m < n else np.arange(n)
+        if m < n:
+            # a Generator seeded from random_state: its choice without replacement
+            # needs O(m) memory on the client where RandomState's permutes all n rows
+            rng = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+            idx = np.sort(rng.choice(n, size=m, replace=False))
+        else:
+            idx = np.arange(n)
         Xs, ws = dask.compute(X[idx], self._dask_w[idx])
         Xs = np.ascontiguousarray(Xs)
         Xs.flags.writeable = False
