@@ -347,7 +347,7 @@ def _block_accumulate_tiles(Xc, B, wb, R, nk, s1, s2, Wc, colsum, Rw):
 @jit()
 def _labels_accumulate(X, w, start, stop, labels, shift, gshift, ct, nk, s1, s2):
     """The statistics of ``_block_accumulate`` for one-hot responsibilities (label
-    k, anything outside 0..K-1 for none): O(d^2) a row instead of O(K d^2)."""
+    k, K or more for none): O(d^2) a row instead of O(K d^2)."""
     K, d = shift.shape
     dv = np.empty(d)
     unit = w.shape[0] == 0
@@ -362,7 +362,7 @@ def _labels_accumulate(X, w, start, stop, labels, shift, gshift, ct, nk, s1, s2)
                 for b in range(d):  # the whole square, as for 'full' below
                     s2[0, a, b] += va * dv[b]
         k = labels[i]
-        if k < 0 or k >= K or wi == 0.0:
+        if k >= K or wi == 0.0:
             continue
         nk[k] += wi
         for a in range(d):
@@ -455,8 +455,9 @@ def stats_pass(X, row0, row1, w, mode, R, labels, means, pc, aux, log_det, log_w
 
     mode MODE_EM: responsibilities from the current parameters (the fused E+M
     pass); MODE_RESP: responsibilities given in R (n, K); MODE_LABELS: hard
-    labels (n,), -1 meaning no component. Statistics are *added* to nk, s1, s2
-    (float64); the weighted log-likelihood sum (MODE_EM) is returned.
+    labels (n,), unsigned, K or more meaning no component. Statistics are
+    *added* to nk, s1, s2 (float64); the weighted log-likelihood sum (MODE_EM)
+    is returned.
 
     Only rows [row0, row1) are read (R holds rows row0.. of that range); X may be
     of any dtype and layout (a memmap, Fortran order, integers): each block is

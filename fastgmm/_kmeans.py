@@ -90,6 +90,17 @@ def column_mean(X):
 
 
 @jit()
+def sq_norms(A):
+    """Squared norm of each row of A: the centres' |c|^2, one loop for every
+    caller so that a centre's norm has the same bits as candidate and as centre."""
+    out = np.zeros(A.shape[0])
+    for k in range(A.shape[0]):
+        for a in range(A.shape[1]):
+            out[k] += A[k, a] * A[k, a]
+    return out
+
+
+@jit()
 def _load_centred(X, start, stop, xmean, XT, xsq):
     """Rows [start, stop) of X minus xmean, transposed into XT (d, B) as float64,
     and their squared norms: the loops below then run over contiguous rows."""
@@ -161,10 +172,7 @@ def seeding_pass(X, xmean, sw, C, csqC, near, prev, cands, block_tot):
     block_tot drives the next draw. Empty ``sw``: unit weights."""
     n, d = X.shape
     T = cands.shape[0]
-    csq = np.zeros(T)
-    for t in range(T):
-        for a in range(d):
-            csq[t] += cands[t, a] * cands[t, a]
+    csq = sq_norms(cands)
     nblocks = (n + BLOCK - 1) // BLOCK
     unit = sw.shape[0] == 0
     for b in prange(nblocks):
@@ -311,7 +319,7 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_t
     C = np.zeros((n_clusters, d))
     csqC = np.zeros(n_clusters)
     C[0] = _centred_rows(X, [center_id], xmean)[0]
-    csqC[0] = C[0] @ C[0]
+    csqC[0] = sq_norms(C[:1])[0]
     near = np.zeros(n_samples, dtype=label_dtype(n_clusters))
     nblocks = (n_samples + BLOCK - 1) // BLOCK
     tot = np.empty((nblocks, 1))  # contiguous, as below: one compiled variant
@@ -330,7 +338,7 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_t
         tot = np.ascontiguousarray(block_tot[:, best])
         indices[c] = candidate_ids[best]
         C[c] = cands[best]
-        csqC[c] = C[c] @ C[c]
+        csqC[c] = sq_norms(cands[best:best + 1])[0]
     return indices, C, near
 
 
@@ -342,10 +350,7 @@ def lloyd_pass(X, xmean, sw, centers, labels, first, update, group, sums, weight
     changed (all of them on the ``first`` pass)."""
     n, d = X.shape
     K = centers.shape[0]
-    csq = np.zeros(K)
-    for k in range(K):
-        for a in range(d):
-            csq[k] += centers[k, a] * centers[k, a]
+    csq = sq_norms(centers)
     nblocks = (n + BLOCK - 1) // BLOCK
     unit = sw.shape[0] == 0
     sums[:] = 0.0
