@@ -248,21 +248,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self
 
     def _partial_fit(self, X, sw, inits):
-        self._ct = K_.COV_CODES[self.covariance_type]
-        self._set_weights(X, sw)
-        self._dtype = _work_dtype(X)
-        self._eps = float(np.finfo(self._dtype).eps)
-        try:
+        with self._call_state(X, sw):
             if inits is not None:
                 params = self._initialize_parameters(
                     X, sw, check_random_state(self.random_state), inits)
             else:
                 params = self._get_parameters()
-            weights, means, _, prec_chol = params
-            kp = kernel_params(weights, means, prec_chol, self._ct)
-            gshift = np.asarray(weights, dtype=np.float64) @ kp[0]
-            shift = self._shift(kp[0], gshift, X.shape[1])
-            st = self._stats(X, K_.MODE_EM, kp, shift, gshift)
+            st, shift, gshift = self._em_stats(X, params)
             online = self.__dict__.get("_online")
             if online is None:
                 online = {"t": 0, "origin": gshift.copy(), "stats": None}
@@ -275,7 +267,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 online["stats"] = _blend(online["stats"], batch, rho)
             origin = online["origin"]
             nk, means, covariances = estimate_gaussian_parameters(
-                online["stats"], np.broadcast_to(origin, means.shape), origin, self._ct,
+                online["stats"], np.broadcast_to(origin, shift.shape), origin, self._ct,
                 self.reg_covar, self._eps, 1.0)
             params = self._finish_params(self._dtype, nk / nk.sum(), means, covariances)
             self._set_parameters(params)
@@ -285,8 +277,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self.lower_bound_ = lower_bound
             self.n_iter_ = online["t"]
             self.converged_ = False
-        finally:
-            del self._w, self._wsum, self._eps, self._ct, self._dtype
 
     def _validate_X(self, X, reset):
         """scikit-learn's validation; a read-only view of X, never a full copy of a
@@ -317,65 +307,73 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         return weights_init, means_init, precisions_init
 
-    def _fit(self, X, sw, inits, labels=True):
+    @contextmanager
+    def _call_state(self, X, sw):
+        """The state the passes read during one call (covariance code, weights, work
+        dtype, eps), removed afterwards, also when the call raises."""
         self._ct = K_.COV_CODES[self.covariance_type]
         self._set_weights(X, sw)
         self._dtype = _work_dtype(X)
         self._eps = float(np.finfo(self._dtype).eps)
+        try:
+            yield
+        finally:
+            del self._w, self._wsum, self._eps, self._ct, self._dtype
 
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        n_init = self.n_init if do_init else 1
-        max_lower_bound = -np.inf
-        best_lower_bounds = []
-        self.converged_ = False
-        random_state = check_random_state(self.random_state)
+    def _fit(self, X, sw, inits, labels=True):
+        with self._call_state(X, sw):
+            do_init = not (self.warm_start and hasattr(self, "converged_"))
+            n_init = self.n_init if do_init else 1
+            max_lower_bound = -np.inf
+            best_lower_bounds = []
+            self.converged_ = False
+            random_state = check_random_state(self.random_state)
 
-        for init in range(n_init):
-            self._print_verbose_msg_init_beg(init)
-            if do_init:
-                params = self._initialize_parameters(X, sw, random_state, inits)
-            else:
-                params = self._get_parameters()
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            current_lower_bounds = []
+            for init in range(n_init):
+                self._print_verbose_msg_init_beg(init)
+                if do_init:
+                    params = self._initialize_parameters(X, sw, random_state, inits)
+                else:
+                    params = self._get_parameters()
+                lower_bound = -np.inf if do_init else self.lower_bound_
+                current_lower_bounds = []
 
-            if self.max_iter == 0:
-                best_params = params
-                best_n_iter = 0
-            else:
-                converged = False
-                for n_iter in range(1, self.max_iter + 1):
-                    prev_lower_bound = lower_bound
-                    lower_bound, params = self._em_step(X, params)
-                    current_lower_bounds.append(lower_bound)
-                    change = lower_bound - prev_lower_bound
-                    self._print_verbose_msg_iter_end(n_iter, change)
-                    if abs(change) < self.tol:
-                        converged = True
-                        break
-                self._print_verbose_msg_init_end(lower_bound, converged)
-                if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
-                    max_lower_bound = lower_bound
+                if self.max_iter == 0:
                     best_params = params
-                    best_n_iter = n_iter
-                    best_lower_bounds = current_lower_bounds
-                    self.converged_ = converged
+                    best_n_iter = 0
+                else:
+                    converged = False
+                    for n_iter in range(1, self.max_iter + 1):
+                        prev_lower_bound = lower_bound
+                        lower_bound, params = self._em_step(X, params)
+                        current_lower_bounds.append(lower_bound)
+                        change = lower_bound - prev_lower_bound
+                        self._print_verbose_msg_iter_end(n_iter, change)
+                        if abs(change) < self.tol:
+                            converged = True
+                            break
+                    self._print_verbose_msg_init_end(lower_bound, converged)
+                    if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                        max_lower_bound = lower_bound
+                        best_params = params
+                        best_n_iter = n_iter
+                        best_lower_bounds = current_lower_bounds
+                        self.converged_ = converged
 
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                (
-                    "Best performing initialization did not converge. "
-                    "Try different init parameters, or increase max_iter, "
-                    "tol, or check for degenerate data."
-                ),
-                ConvergenceWarning,
-            )
+            if not self.converged_ and self.max_iter > 0:
+                warnings.warn(
+                    (
+                        "Best performing initialization did not converge. "
+                        "Try different init parameters, or increase max_iter, "
+                        "tol, or check for degenerate data."
+                    ),
+                    ConvergenceWarning,
+                )
 
-        self._set_parameters(best_params)
-        self.n_iter_ = best_n_iter
-        self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = best_lower_bounds
-        del self._w, self._wsum, self._eps, self._ct, self._dtype
+            self._set_parameters(best_params)
+            self.n_iter_ = best_n_iter
+            self.lower_bound_ = max_lower_bound
+            self.lower_bounds_ = best_lower_bounds
         # the final E-step: fit_predict(X) == fit(X).predict(X); fit skips it
         return self._log_prob_pass(X, mode=1) if labels else None
 
@@ -407,13 +405,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return np.ascontiguousarray(np.broadcast_to(gshift, means.shape))
         return np.ascontiguousarray(means)
 
-    def _em_step(self, X, params):
-        """One fused E+M pass: lower bound at ``params`` and the updated parameters."""
+    def _em_stats(self, X, params):
+        """One fused E+M pass at ``params``: its statistics, and their shifts."""
         weights, means, _, prec_chol = params
         kp = kernel_params(weights, means, prec_chol, self._ct)
         gshift = np.asarray(weights, dtype=np.float64) @ kp[0]
         shift = self._shift(kp[0], gshift, X.shape[1])
-        st = self._stats(X, K_.MODE_EM, kp, shift, gshift)
+        return self._stats(X, K_.MODE_EM, kp, shift, gshift), shift, gshift
+
+    def _em_step(self, X, params):
+        """One fused E+M pass: lower bound at ``params`` and the updated parameters."""
+        st, shift, gshift = self._em_stats(X, params)
         lower_bound = self._dtype.type(st.ll / self._wsum)
         nk, means, covariances = estimate_gaussian_parameters(
             st, shift, gshift, self._ct, self.reg_covar, self._eps, self._wsum
