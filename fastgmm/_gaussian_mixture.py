@@ -74,8 +74,7 @@ def _threads(n_jobs):
 _CHECK_CHUNK = 1 << 16  # rows validated at a time on the streaming path
 
 
-def _work_dtype(X):
-    return np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
+_work_dtype = K_.work_dtype
 
 
 def _streamable(X):

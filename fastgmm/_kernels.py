@@ -47,6 +47,12 @@ COV_CODES = {"full": FULL, "tied": TIED, "diag": DIAG, "spherical": SPHERICAL}
 MODE_EM, MODE_RESP, MODE_LABELS = 0, 1, 2
 
 
+def work_dtype(X):
+    """float32 data is worked on in float32 (scikit-learn's rule), anything else
+    (float64, integers) in float64."""
+    return np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
+
+
 def jit(**kwargs):
     return njit(cache=True, error_model="numpy", fastmath=FASTMATH, nogil=True, **kwargs)
 

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 from sklearn.exceptions import ConvergenceWarning
 
-from ._kernels import BLOCK, group_size, jit
+from ._kernels import BLOCK, group_size, jit, work_dtype
 
 LLOYD_MAX_ITER = 300
 LLOYD_TOL = 1e-4
@@ -72,16 +72,12 @@ def _sequential_column_sums(X, acc):
             acc[a] += X[i, a]
 
 
-def _mean_dtype(X):
-    return np.float32 if X.dtype == np.float32 else np.float64
-
-
 def column_mean(X):
     """``X.mean(axis=0)`` as scikit-learn's ``KMeans`` computes it on its C-ordered
     float copy of X, bit for bit and in its dtype (float32 for float32 data),
     without that copy. The kernels subtract it in that dtype too, so the centred
     rows are scikit-learn's and so are most distance ties."""
-    dtype = _mean_dtype(X)
+    dtype = work_dtype(X)
     acc = np.zeros(X.shape[1], dtype=dtype)
     _sequential_column_sums(X, acc)
     mean = np.zeros((1, X.shape[1]), dtype=dtype)
@@ -309,7 +305,7 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_t
     the last one chosen (``label_dtype``), a buffer Lloyd's algorithm reuses.
     """
     n_samples, d = X.shape
-    dtype = np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
+    dtype = work_dtype(X)
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
     sw = np.zeros(0) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -488,7 +484,7 @@ def _weights(X, sample_weight):
     (None: unit), both in the data dtype's precision as scikit-learn's."""
     if sample_weight is None:
         return np.zeros(0), None
-    dtype = np.float32 if X.dtype == np.float32 else np.float64
+    dtype = work_dtype(X)
     sw_draw = np.asarray(sample_weight, dtype=dtype)
     return np.asarray(sw_draw, dtype=np.float64), sw_draw
 
@@ -521,7 +517,7 @@ def kmeans_plusplus_indices(X, n_clusters, random_state, sample_weight=None):
     """The rows ``sklearn.cluster.kmeans_plusplus(X, n_clusters, random_state=...,
     sample_weight=...)`` picks (uncentred data, as GaussianMixture calls it)."""
     _, sw_draw = _weights(X, sample_weight)
-    xmean = np.zeros(X.shape[1], dtype=_mean_dtype(X))  # uncentred
+    xmean = np.zeros(X.shape[1], dtype=work_dtype(X))  # uncentred
     idx, _, _ = kmeans_plusplus(X, n_clusters, random_state, sw_draw, xmean)
     return idx
 
