@@ -139,33 +139,50 @@ def _sq_dist(XT, B, c, csq, xsq, out):
 
 
 @jit()
-def _block_closest(XT, B, C, csqC, near, start, prev, fold, xsq, cl, tmp):
-    """cl[i]: the squared distance of row i to its nearest chosen centre, which is
-    C[near[i]] or, if prev >= 0, C[prev] (written into ``near`` with ``fold``)."""
+def _block_closest(XT, B, C, csqC, near, cl, start, prev, fold, xsq, out, tmp):
+    """out[i]: the squared distance of row i to its nearest chosen centre, folding
+    in centre ``prev`` if prev >= 0 (and, with ``fold``, keeping the result).
+    Two ways to know the nearest centre so far: ``cl`` non-empty holds each row's
+    distance to it (8 bytes a row, no gather); empty ``cl``: ``near`` holds its
+    index and the distance is recomputed (a gather from C; 1 byte a row, for
+    data read from disk)."""
+    if cl.shape[0] > 0:
+        for i in range(B):
+            out[i] = cl[start + i]
+        if prev >= 0:
+            _dots(XT, B, C[prev], tmp)
+            csq = csqC[prev]
+            for i in range(B):  # branch-free: vectorises
+                out[i] = min(out[i], max(-2.0 * tmp[i] + csq + xsq[i], 0.0))
+            if fold:
+                for i in range(B):
+                    cl[start + i] = out[i]
+        return
     d = XT.shape[0]
     for i in range(B):
-        cl[i] = 0.0
+        out[i] = 0.0
     for a in range(d):  # rows innermost: a gather from C that vectorises
         for i in range(B):
-            cl[i] += XT[a, i] * C[near[start + i], a]
+            out[i] += XT[a, i] * C[near[start + i], a]
     for i in range(B):
-        cl[i] = max(-2.0 * cl[i] + csqC[near[start + i]] + xsq[i], 0.0)
+        out[i] = max(-2.0 * out[i] + csqC[near[start + i]] + xsq[i], 0.0)
     if prev >= 0:
         _sq_dist(XT, B, C[prev], csqC[prev], xsq, tmp)
         for i in range(B):
-            if tmp[i] < cl[i]:
-                cl[i] = tmp[i]
+            if tmp[i] < out[i]:
+                out[i] = tmp[i]
                 if fold:
                     near[start + i] = prev
 
 
 @jit(parallel=True)
-def seeding_pass(X, xmean, sw, C, csqC, near, prev, cands, block_tot):
+def seeding_pass(X, xmean, sw, C, csqC, near, cl, prev, cands, block_tot):
     """One read of X for a round of greedy k-means++. First folds centre ``prev``
     into each row's nearest centre; then, for each candidate t, block_tot[b, t] =
     sum over block b of sw_i min(closest_i, |x_i - c_t|^2), and returns the
     potentials (block sums added in order). The chosen candidate's column of
-    block_tot drives the next draw. Empty ``sw``: unit weights."""
+    block_tot drives the next draw. Empty ``sw``: unit weights; ``cl``, ``near``:
+    as in ``_block_closest``."""
     n, d = X.shape
     T = cands.shape[0]
     csq = sq_norms(cands)
@@ -176,18 +193,19 @@ def seeding_pass(X, xmean, sw, C, csqC, near, prev, cands, block_tot):
         stop = min(n, start + BLOCK)
         B = stop - start
         # separate arrays: views of one would keep LLVM from vectorising (aliasing)
-        XT, xsq, cl, tmp = np.empty((d, B)), np.empty(B), np.empty(B), np.empty(B)
+        XT, xsq, closest, dot = np.empty((d, B)), np.empty(B), np.empty(B), np.empty(B)
         _load_centred(X, start, stop, xmean, XT, xsq)
-        _block_closest(XT, B, C, csqC, near, start, prev, True, xsq, cl, tmp)
+        _block_closest(XT, B, C, csqC, near, cl, start, prev, True, xsq, closest, dot)
         for t in range(T):
-            _sq_dist(XT, B, cands[t], csq[t], xsq, tmp)
+            _dots(XT, B, cands[t], dot)
+            ct = csq[t]
             acc = 0.0
             if unit:
                 for i in range(B):
-                    acc += min(cl[i], tmp[i])
+                    acc += min(closest[i], max(-2.0 * dot[i] + ct + xsq[i], 0.0))
             else:
                 for i in range(B):
-                    acc += sw[start + i] * min(cl[i], tmp[i])
+                    acc += sw[start + i] * min(closest[i], max(-2.0 * dot[i] + ct + xsq[i], 0.0))
             block_tot[b, t] = acc
     pots = np.zeros(T)
     for b in range(nblocks):
@@ -197,7 +215,7 @@ def seeding_pass(X, xmean, sw, C, csqC, near, prev, cands, block_tot):
 
 
 @jit()
-def weighted_search(X, xmean, sw, C, csqC, near, prev, tot, rand_vals, out):
+def weighted_search(X, xmean, sw, C, csqC, near, cl, prev, tot, rand_vals, out):
     """out[j] = first i with cumsum(sw * closest)[i] >= rand_vals[j] (numpy's
     searchsorted, side 'left'), found from the block sums ``tot`` and a scan of
     one block, its distances recomputed; n - 1 where rounding leaves the value
@@ -217,12 +235,12 @@ def weighted_search(X, xmean, sw, C, csqC, near, prev, tot, rand_vals, out):
             start = b * BLOCK
             stop = min(n, start + BLOCK)
             B = stop - start
-            XT, xsq, cl, tmp = XT_[:, :B], xsq_[:B], cl_[:B], tmp_[:B]
+            XT, xsq, closest, tmp = XT_[:, :B], xsq_[:B], cl_[:B], tmp_[:B]
             _load_centred(X, start, stop, xmean, XT, xsq)
-            _block_closest(XT, B, C, csqC, near, start, prev, False, xsq, cl, tmp)
+            _block_closest(XT, B, C, csqC, near, cl, start, prev, False, xsq, closest, tmp)
             found = False
             for i in range(B):
-                cum += cl[i] if unit else sw[start + i] * cl[i]
+                cum += closest[i] if unit else sw[start + i] * closest[i]
                 if cum >= r:
                     res = start + i
                     found = True
@@ -301,8 +319,10 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_t
 
     ``sample_weight``: None (unit weights) or an array; ``xmean``: the centring
     (zeros for the plain ``kmeans_plusplus``). Returns the chosen row indices,
-    the centres (centred, float64) and each row's nearest centre among all but
-    the last one chosen (``label_dtype``), a buffer Lloyd's algorithm reuses.
+    the centres (centred, float64) and a ``label_dtype`` buffer of n labels for
+    Lloyd's algorithm to reuse. An in-memory X keeps each row's closest
+    distance (8 bytes a row); a memmap keeps the index of its nearest centre
+    instead (1 byte a row below 255 clusters) and recomputes the distance.
     """
     n_samples, d = X.shape
     dtype = work_dtype(X)
@@ -317,18 +337,23 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_t
     C[0] = _centred_rows(X, [center_id], xmean)[0]
     csqC[0] = sq_norms(C[:1])[0]
     near = np.zeros(n_samples, dtype=label_dtype(n_clusters))
+    if isinstance(X, np.memmap):
+        cl = np.zeros(0)  # near[i] = 0: centre 0 is every row's nearest so far
+    else:
+        cl = np.full(n_samples, np.inf)  # centre 0 is folded in on the first pass
     nblocks = (n_samples + BLOCK - 1) // BLOCK
     tot = np.empty((nblocks, 1))  # contiguous, as below: one compiled variant
-    current_pot = seeding_pass(X, xmean, sw, C, csqC, near, -1, C[:1], tot)[0]
+    current_pot = seeding_pass(X, xmean, sw, C, csqC, near, cl, -1, C[:1], tot)[0]
     tot = tot[:, 0]  # block sums of the distances to the nearest centre so far
     block_tot = np.empty((nblocks, n_local_trials))
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
     for c in range(1, n_clusters):
-        prev = c - 1 if c > 1 else -1  # the last centre not yet in ``near``
+        # the last centre not yet folded into cl / near
+        prev = c - 1 if (c > 1 or cl.shape[0] > 0) else -1
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
-        weighted_search(X, xmean, sw, C, csqC, near, prev, tot, rand_vals, candidate_ids)
+        weighted_search(X, xmean, sw, C, csqC, near, cl, prev, tot, rand_vals, candidate_ids)
         cands = _centred_rows(X, candidate_ids, xmean)
-        pots = seeding_pass(X, xmean, sw, C, csqC, near, prev, cands, block_tot)
+        pots = seeding_pass(X, xmean, sw, C, csqC, near, cl, prev, cands, block_tot)
         best = int(np.argmin(pots))
         current_pot = pots[best]
         tot = np.ascontiguousarray(block_tot[:, best])
