@@ -35,33 +35,6 @@ def label_dtype(n_clusters):
     raise ValueError(f"n_clusters={n_clusters} is too large")
 
 
-@jit(parallel=True)
-def column_var(X, mean, group):
-    """Per-feature (population) variance about ``mean``, block-ordered sums: only
-    for Lloyd's tolerance, a threshold."""
-    n, d = X.shape
-    nblocks = (n + BLOCK - 1) // BLOCK
-    var = np.zeros(d)
-    buf = np.empty((group, d))
-    for g0 in range(0, nblocks, group):
-        gn = min(group, nblocks - g0)
-        for j in prange(gn):
-            start = (g0 + j) * BLOCK
-            stop = min(n, start + BLOCK)
-            acc = np.zeros(d)
-            for i in range(start, stop):
-                for a in range(d):
-                    v = X[i, a] - mean[a]
-                    acc[a] += v * v
-            buf[j] = acc
-        for j in range(gn):
-            for a in range(d):
-                var[a] += buf[j, a]
-    for a in range(d):
-        var[a] /= n
-    return var
-
-
 @njit(cache=True, nogil=True, error_model="numpy")  # no fastmath: the order is the point
 def _sequential_column_sums(X, acc):
     """acc[a] += X[i, a] row after row, in acc's dtype: numpy's order for
@@ -368,7 +341,8 @@ def lloyd_pass(X, xmean, sw, centers, labels, first, update, group, sums, weight
     """Assign each row to the nearest centre (scikit-learn's |c|^2 - 2 x.c, first
     minimum on ties), with ``update`` adding the weighted rows into ``sums`` and
     ``weights``; ``counts`` gets the rows a centre. Returns how many labels
-    changed (all of them on the ``first`` pass)."""
+    changed (all of them on the ``first`` pass) and the sum of the rows' squared
+    norms (centred: n times the data's total variance, for Lloyd's tolerance)."""
     n, d = X.shape
     K = centers.shape[0]
     csq = sq_norms(centers)
@@ -381,7 +355,9 @@ def lloyd_pass(X, xmean, sw, centers, labels, first, update, group, sums, weight
     g_w = np.zeros((group, K))
     g_cnt = np.zeros((group, K), dtype=np.int64)
     g_changed = np.zeros(group, dtype=np.int64)
+    g_sq = np.zeros(group)
     changed = 0
+    sq = 0.0
     for g0 in range(0, nblocks, group):
         gn = min(group, nblocks - g0)
         for j in prange(gn):
@@ -391,9 +367,12 @@ def lloyd_pass(X, xmean, sw, centers, labels, first, update, group, sums, weight
             XT, xsq, dot = np.empty((d, B)), np.empty(B), np.empty(B)
             best, lab = np.empty(B), np.empty(B)  # separate arrays, as above
             _load_centred(X, start, stop, xmean, XT, xsq)
+            acc = 0.0
             for i in range(B):
                 best[i] = np.inf
                 lab[i] = 0.0
+                acc += xsq[i]
+            g_sq[j] = acc
             for k in range(K):
                 _dots(XT, B, centers[k], dot)
                 ck = csq[k]
@@ -422,13 +401,14 @@ def lloyd_pass(X, xmean, sw, centers, labels, first, update, group, sums, weight
                         g_sums[j, k, a] += XT[a, i] * w
         for j in range(gn):
             changed += g_changed[j]
+            sq += g_sq[j]
             for k in range(K):
                 counts[k] += g_cnt[j, k]
                 if update:
                     weights[k] += g_w[j, k]
                     for a in range(d):
                         sums[k, a] += g_sums[j, k, a]
-    return changed
+    return changed, sq
 
 
 @jit(parallel=True)
@@ -473,8 +453,9 @@ def _relocate_empty_clusters(X, xmean, sw, centers_old, sums, weights, labels):
 
 def lloyd(X, xmean, sw, centers, tol, group, labels=None, max_iter=LLOYD_MAX_ITER):
     """Lloyd's algorithm as scikit-learn's ``_kmeans_single_lloyd`` runs it: stop when
-    no label changes, or when the squared centre shift is <= tol, then (in the
-    latter case) a last assignment. ``centers`` are in coordinates centred on
+    no label changes, or when the squared centre shift is <= tol times the data's
+    mean variance (``KMeans``' ``tol``; the variance comes from the first pass, which
+    reads every row anyway), then (in the latter case) a last assignment. ``centers`` are in coordinates centred on
     xmean; ``sw`` empty means unit weights; ``labels`` a buffer to reuse.
     Returns (labels, centers, rows per cluster)."""
     n, d = X.shape
@@ -486,8 +467,10 @@ def lloyd(X, xmean, sw, centers, tol, group, labels=None, max_iter=LLOYD_MAX_ITE
     counts = np.zeros(K, dtype=np.int64)
     strict_convergence = False
     for it in range(max_iter):
-        changed = lloyd_pass(X, xmean, sw, centers, labels, it == 0, True, group, sums,
-                             weights, counts)
+        changed, sq = lloyd_pass(X, xmean, sw, centers, labels, it == 0, True, group, sums,
+                                 weights, counts)
+        if it == 0:
+            tol = tol * sq / (n * d)  # np.mean(np.var(X, axis=0)) * tol
         _relocate_empty_clusters(X, xmean, sw, centers, sums, weights, labels)
         new_centers = sums.copy()
         nz = weights > 0
@@ -522,10 +505,8 @@ def kmeans_labels(X, n_clusters, random_state, sample_weight=None):
     sw, sw_draw = _weights(X, sample_weight)
     group = group_size(n_clusters, d, 0)
     xmean = column_mean(X)
-    var = column_var(X, xmean.astype(np.float64), group)
-    tol = float(np.mean(var) * LLOYD_TOL)
     _, centers, near = kmeans_plusplus(X, n_clusters, random_state, sw_draw, xmean)
-    labels, centers, counts = lloyd(X, xmean, sw, centers, tol, group, labels=near)
+    labels, centers, counts = lloyd(X, xmean, sw, centers, LLOYD_TOL, group, labels=near)
     distinct_clusters = int(np.count_nonzero(counts))
     if distinct_clusters < n_clusters:
         warnings.warn(
