@@ -12,8 +12,10 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
+from sklearn.utils import check_random_state
 
 import fastgmm
+from fastgmm._kmeans import kmeans_labels
 from _data import SHAPES, make_data, shape_id, start
 
 IMPLS = {"sklearn": SkGaussianMixture, "fastgmm": fastgmm.GaussianMixture}
@@ -83,18 +85,44 @@ def test_fit_default(benchmark, quick, impl, shape):
     run(benchmark, quick, lambda: IMPLS[impl](K, random_state=0).fit(X), rounds=1)
 
 
+def sklearn_init(K, X):
+    """scikit-learn's own initialisation, as its `fit` runs it before the first EM
+    step (private methods: no public call stops there; `max_iter=0` adds an E-step)."""
+    est = SkGaussianMixture(K, random_state=0)
+    est._check_parameters(X)
+    est._initialize_parameters(X, check_random_state(0))
+
+
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("shape", DEFAULT_SHAPES, ids=[shape_id(*s) for s in DEFAULT_SHAPES])
 def test_init_kmeans(benchmark, quick, impl, shape):
-    """Initialisation alone: scikit-learn's KMeans(n_init=1) start vs fastgmm's (max_iter=0)."""
+    """Initialisation ('kmeans'): scikit-learn's (KMeans(n_init=1), the one-hot
+    responsibilities, the parameters from them) vs fastgmm's `fit(max_iter=0)`
+    (validation, k-means, the labelled statistics pass, the parameters)."""
     n, d, K = shape
     X = data(n, d, K, "float64", quick)
     warm("float64", "full")
     benchmark.group = f"init-kmeans|{shape_id(*shape)}|full|float64"
     if impl == "sklearn":
-        fn = lambda: KMeans(K, n_init=1, random_state=0).fit(X)  # noqa: E731
+        fn = lambda: sklearn_init(K, X)  # noqa: E731
     else:
         fn = lambda: fastgmm.GaussianMixture(K, random_state=0, max_iter=0).fit(X)  # noqa: E731
+    run(benchmark, quick, fn, rounds=3)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("shape", DEFAULT_SHAPES, ids=[shape_id(*s) for s in DEFAULT_SHAPES])
+def test_kmeans(benchmark, quick, impl, shape):
+    """The k-means alone: scikit-learn's KMeans(n_init=1).fit vs fastgmm's k-means
+    (the same labels from the same seed)."""
+    n, d, K = shape
+    X = data(n, d, K, "float64", quick)
+    warm("float64", "full")
+    benchmark.group = f"kmeans|{shape_id(*shape)}|float64"
+    if impl == "sklearn":
+        fn = lambda: KMeans(K, n_init=1, random_state=0).fit(X)  # noqa: E731
+    else:
+        fn = lambda: kmeans_labels(X, K, check_random_state(0))  # noqa: E731
     run(benchmark, quick, fn, rounds=3)
 
 
