@@ -44,6 +44,27 @@ def test_kmeans_plusplus_picks_sklearns_rows():
     assert total == 150 and same / total >= 0.95, same
 
 
+def test_in_memory_and_memmap_seeding_agree(tmp_path):
+    """An in-memory X keeps each row's distance to its nearest centre (8 bytes a
+    row), a memmap the centre's index (1 byte, the distance recomputed): the
+    same rows and the same k-means labels either way."""
+    for i, (seed, _, K, X) in enumerate(_cases(2)):
+        path = tmp_path / f"{i}.npy"
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=X.dtype, shape=X.shape)
+        mm[:] = X
+        mm.flush()
+        mm = np.load(path, mmap_mode="r")
+        assert isinstance(mm, np.memmap) and not isinstance(X, np.memmap)
+        np.testing.assert_array_equal(kmeans_plusplus_indices(mm, K, np.random.RandomState(seed)),
+                                      kmeans_plusplus_indices(X, K, np.random.RandomState(seed)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            lab_mm, c_mm, _ = kmeans_labels(mm, K, np.random.RandomState(seed))
+            lab_x, c_x, _ = kmeans_labels(X, K, np.random.RandomState(seed))
+        np.testing.assert_array_equal(lab_mm, lab_x)
+        np.testing.assert_array_equal(c_mm, c_x)
+
+
 def test_kmeans_reaches_sklearns_labels():
     same = total = 0
     for seed, _, K, X in _cases(5):

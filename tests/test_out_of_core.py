@@ -74,6 +74,23 @@ def test_no_full_copy_of_a_fortran_memmap(tmp_path, start):
     assert peaks[1] - peaks[0] < share * (sizes[1] - sizes[0]), (peaks, sizes)
 
 
+def test_in_memory_default_fit_needs_little_beyond_the_data():
+    """An in-memory fit from the default 'kmeans' start: traced allocations grow
+    with the rows by about 9 bytes a row (each row's closest k-means++ distance,
+    then its one-byte label) against 64 for X (d = 8)."""
+    X = make_data(n=200_000, d=8, K=3, seed=4)
+    GaussianMixture(3, random_state=0).fit(X[:2000])  # compile first
+    peaks = []
+    for n in (100_000, 200_000):
+        tracemalloc.start()
+        try:
+            GaussianMixture(3, random_state=0).fit(X[:n])
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] - peaks[0] < 0.2 * (X[:200_000].nbytes - X[:100_000].nbytes), peaks
+
+
 def test_nan_in_a_memmap_gets_sklearns_error(tmp_path):
     X = make_data(n=300_000 // 100, d=3, K=2, seed=3)
     X[-1, 1] = np.nan
