@@ -15,6 +15,7 @@ memmap of many GB needs no n-sized float array (the empty-cluster relocation,
 which needs every row's distance, is the one exception and is rare).
 """
 
+import mmap
 import warnings
 
 import numpy as np
@@ -282,6 +283,18 @@ def first_center(random_state, n_samples, sample_weight, dtype):
     return _pick_uniform(n_samples, pval, u)
 
 
+def _file_backed(X):
+    """Whether X's memory is a mapped file (an np.memmap, or a view of one, as the
+    estimator's validated read-only view is): such data is read block by block
+    and gets no n-sized float state."""
+    base = X
+    while base is not None:
+        if isinstance(base, (np.memmap, mmap.mmap)):
+            return True
+        base = getattr(base, "base", None)
+    return False
+
+
 def _centred_rows(X, ids, xmean):
     # in xmean's dtype, as the kernels subtract it (float32 - float32 stays float32)
     return np.ascontiguousarray(np.asarray(X[np.asarray(ids)]) - xmean, dtype=np.float64)
@@ -294,8 +307,9 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_t
     (zeros for the plain ``kmeans_plusplus``). Returns the chosen row indices,
     the centres (centred, float64) and a ``label_dtype`` buffer of n labels for
     Lloyd's algorithm to reuse. An in-memory X keeps each row's closest
-    distance (8 bytes a row); a memmap keeps the index of its nearest centre
-    instead (1 byte a row below 255 clusters) and recomputes the distance.
+    distance (8 bytes a row); a file-backed one (``_file_backed``) keeps the
+    index of its nearest centre instead (1 byte a row below 255 clusters) and
+    recomputes the distance.
     """
     n_samples, d = X.shape
     dtype = work_dtype(X)
@@ -310,7 +324,7 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight, xmean, n_local_t
     C[0] = _centred_rows(X, [center_id], xmean)[0]
     csqC[0] = sq_norms(C[:1])[0]
     near = np.zeros(n_samples, dtype=label_dtype(n_clusters))
-    if isinstance(X, np.memmap):
+    if _file_backed(X):
         cl = np.zeros(0)  # near[i] = 0: centre 0 is every row's nearest so far
     else:
         cl = np.full(n_samples, np.inf)  # centre 0 is folded in on the first pass
