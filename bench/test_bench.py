@@ -118,7 +118,7 @@ def test_kmeans(benchmark, quick, impl, shape):
     n, d, K = shape
     X = data(n, d, K, "float64", quick)
     warm("float64", "full")
-    benchmark.group = f"kmeans|{shape_id(*shape)}|float64"
+    benchmark.group = f"kmeans|{shape_id(*shape)}|-|float64"
     if impl == "sklearn":
         fn = lambda: KMeans(K, n_init=1, random_state=0).fit(X)  # noqa: E731
     else:
