@@ -8,11 +8,13 @@ rows and Lloyd's algorithm reaches the same labels. Every pass is parallel over
 fixed row blocks with per-block slots added in a fixed order: results do not
 depend on the thread count.
 
-Streaming: the only per-row state is one small integer (the nearest chosen
-centre while seeding, then the label), 1 byte a row for fewer than 255
-clusters. Squared row norms and distances are recomputed block by block, so a
-memmap of many GB needs no n-sized float array (the empty-cluster relocation,
-which needs every row's distance, is the one exception and is rare).
+Per-row state: the k-means label, one small integer (1 byte a row for fewer
+than 255 clusters). While seeding, an in-memory X also keeps each row's
+distance to its nearest chosen centre (8 bytes a row); file-backed data (a
+memmap) keeps that centre's index in the label buffer instead and recomputes
+the distance block by block, so a memmap of many GB needs no n-sized float array
+(the empty-cluster relocation, which needs every row's distance, is the one
+exception and is rare). Squared row norms are always recomputed.
 """
 
 import mmap
@@ -124,10 +126,9 @@ def _block_closest(XT, B, C, csqC, near, cl, start, prev, fold, xsq, out, tmp):
         for i in range(B):
             out[i] = cl[start + i]
         if prev >= 0:
-            _dots(XT, B, C[prev], tmp)
-            csq = csqC[prev]
+            _sq_dist(XT, B, C[prev], csqC[prev], xsq, tmp)
             for i in range(B):  # branch-free: vectorises
-                out[i] = min(out[i], max(-2.0 * tmp[i] + csq + xsq[i], 0.0))
+                out[i] = min(out[i], tmp[i])
             if fold:
                 for i in range(B):
                     cl[start + i] = out[i]
