@@ -168,19 +168,20 @@ def seeding_pass(X, xmean, sw, C, csqC, near, cl, prev, cands, block_tot):
         stop = min(n, start + BLOCK)
         B = stop - start
         # separate arrays: views of one would keep LLVM from vectorising (aliasing)
-        XT, xsq, closest, dot = np.empty((d, B)), np.empty(B), np.empty(B), np.empty(B)
+        XT, xsq, closest, tmp = np.empty((d, B)), np.empty(B), np.empty(B), np.empty(B)
         _load_centred(X, start, stop, xmean, XT, xsq)
-        _block_closest(XT, B, C, csqC, near, cl, start, prev, True, xsq, closest, dot)
+        _block_closest(XT, B, C, csqC, near, cl, start, prev, True, xsq, closest, tmp)
         for t in range(T):
-            _dots(XT, B, cands[t], dot)
-            ct = csq[t]
+            # _sq_dist here and for the fold next round: the chosen candidate's
+            # distances have the same bits as its block sums
+            _sq_dist(XT, B, cands[t], csq[t], xsq, tmp)
             acc = 0.0
             if unit:
                 for i in range(B):
-                    acc += min(closest[i], max(-2.0 * dot[i] + ct + xsq[i], 0.0))
+                    acc += min(closest[i], tmp[i])
             else:
                 for i in range(B):
-                    acc += sw[start + i] * min(closest[i], max(-2.0 * dot[i] + ct + xsq[i], 0.0))
+                    acc += sw[start + i] * min(closest[i], tmp[i])
             block_tot[b, t] = acc
     pots = np.zeros(T)
     for b in range(nblocks):
@@ -469,9 +470,10 @@ def _relocate_empty_clusters(X, xmean, sw, centers_old, sums, weights, labels):
 def lloyd(X, xmean, sw, centers, tol, group, labels=None, max_iter=LLOYD_MAX_ITER):
     """Lloyd's algorithm as scikit-learn's ``_kmeans_single_lloyd`` runs it: stop when
     no label changes, or when the squared centre shift is <= tol times the data's
-    mean variance (``KMeans``' ``tol``; the variance comes from the first pass, which
-    reads every row anyway), then (in the latter case) a last assignment. ``centers`` are in coordinates centred on
-    xmean; ``sw`` empty means unit weights; ``labels`` a buffer to reuse.
+    mean variance (``KMeans``' ``tol``; the variance comes from the first pass,
+    which reads every row anyway), then (in the latter case) a last assignment.
+    ``centers`` are in coordinates centred on xmean; ``sw`` empty means unit
+    weights; ``labels`` a buffer to reuse.
     Returns (labels, centers, rows per cluster)."""
     n, d = X.shape
     K = centers.shape[0]
