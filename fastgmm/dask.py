@@ -15,9 +15,11 @@ estimator's ``init_params`` exactly as the in-memory class would initialise that
 sample; EM then runs on all the data. With ``weights_init``, ``means_init`` and
 ``precisions_init`` all given, nothing is sampled.
 
-``predict``, ``predict_proba`` and ``score_samples`` return lazy Dask arrays;
-``score`` computes. Install with ``pip install "fastgmm[dask]"``; the core
-package never imports Dask.
+``predict``, ``predict_proba`` and ``score_samples`` return lazy Dask arrays
+(their tasks raise scikit-learn's error for NaN or infinite rows); ``score``
+computes. Arrays with unknown chunk sizes (after boolean indexing) are accepted:
+``fit`` reads the sizes from the chunks it persists. Install with
+``pip install "fastgmm[dask]"``; the core package never imports Dask.
 """
 
 import numbers
@@ -25,6 +27,7 @@ import numbers
 import dask
 import dask.array as da
 import numpy as np
+from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
@@ -59,10 +62,64 @@ def _sum_stats(*parts):
     return total
 
 
-def _block_log_prob(X, est, mode):
+def _with_chunk_sizes(A):
+    """``A`` persisted, with its row-chunk sizes known: Dask does not know them
+    after boolean indexing (shape (nan, ...)); the persisted blocks give them
+    without another pass over the data."""
+    A = A.persist()
+    if np.isnan(A.shape[0]):
+        A.compute_chunk_sizes()
+    return A
+
+
+def _check_finite(A, input_name, estimator_name=None):
+    """scikit-learn's NaN / infinity check of one block, with its error class and
+    message; Dask re-raises a worker's error as it was raised."""
+    check_array(A, dtype=None, ensure_2d=False, ensure_min_samples=0,
+                input_name=input_name, estimator=estimator_name)
+
+
+def _finite_checks(A, input_name, estimator_name=None):
+    """``_check_finite`` of each block of ``A``, as delayed tasks."""
+    return [dask.delayed(_check_finite, pure=True)(b, input_name, estimator_name)
+            for b in A.to_delayed().ravel()]
+
+
+def _dask_weights(sample_weight, chunks):
+    """Weights in rows of ``chunks``, persisted, with the checks and messages of
+    ``check_sample_weight`` (that is, of the in-memory estimator)."""
+    n = sum(chunks)
+    if not isinstance(sample_weight, da.Array):
+        sample_weight = check_sample_weight(sample_weight, n)
+        return da.from_array(sample_weight, chunks=(chunks,)).persist()
+    if sample_weight.ndim != 1:
+        raise ValueError(
+            f"Sample weights must be 1D array or scalar, got {sample_weight.ndim}D array. "
+            f"Expected either a scalar value or a 1D array of length {n}.")
+    w = _with_chunk_sizes(sample_weight.astype(np.float64))
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight.shape == {w.shape}, expected {(n,)}!")
+    w = w.rechunk((chunks,)).persist()
+    # the finiteness checks raise first, as in memory
+    _, w_min, w_all_zero = dask.compute(_finite_checks(w, "sample_weight"), w.min(),
+                                        (w == 0).all())
+    if w_all_zero:
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    if w_min < 0:
+        raise ValueError("Negative values in data passed to `sample_weight`")
+    return w
+
+
+def _block_log_prob(X, model, mode):
+    """A worker's task: log-likelihoods, labels or responsibilities of one block,
+    from the in-memory kernel and a frozen copy of the fitted model."""
+    name, covariance_type, n_jobs, weights, means, precisions_cholesky = model
+    _check_finite(X, "X", name)
+    est = _InMemoryGaussianMixture(len(weights), covariance_type=covariance_type)
+    est.weights_, est.means_, est.precisions_cholesky_ = weights, means, precisions_cholesky
     X = np.ascontiguousarray(X, dtype=_work_dtype(np.asarray(X[:0])))
     X.flags.writeable = False
-    with _threads(est.n_jobs):
+    with _threads(n_jobs):
         return est._log_prob_pass(X, mode)
 
 
@@ -139,6 +196,7 @@ class GaussianMixture(_InMemoryGaussianMixture):
         """Fit on a Dask array; returns the labels as a lazy Dask array."""
         self._validate_params()
         X, dtype = self._validate_dask(X, reset=True)
+        X = _with_chunk_sizes(X)
         n = X.shape[0]
         if n < 2:
             raise ValueError(f"Found array with {n} sample(s) (shape={X.shape}) while a "
@@ -147,30 +205,11 @@ class GaussianMixture(_InMemoryGaussianMixture):
             raise ValueError(
                 "Expected n_samples >= n_components "
                 f"but got n_components = {self.n_components}, n_samples = {n}")
-        X = X.persist()
-        has_nan, has_inf = dask.compute(da.isnan(X).any(), da.isinf(X).any())
-        if has_nan:
-            raise ValueError("Input X contains NaN.")
-        if has_inf:
-            raise ValueError("Input X contains infinity or a value too large for "
-                             f"{dtype!r}.")
+        dask.compute(_finite_checks(X, "X", type(self).__name__))
         if sample_weight is None:
             w = da.ones(n, chunks=(X.chunks[0],), dtype=np.float64)
         else:
-            if not isinstance(sample_weight, da.Array):
-                sample_weight = check_sample_weight(sample_weight, n)
-            w = da.asarray(sample_weight).astype(np.float64).rechunk((X.chunks[0],))
-            if w.shape != (n,):
-                raise ValueError(f"sample_weight.shape == {w.shape}, expected {(n,)}!")
-            w = w.persist()
-            w_min, w_max, w_all_zero = dask.compute(w.min(), da.isfinite(w).all(),
-                                                    (w == 0).all())
-            if not w_max:
-                raise ValueError("Input sample_weight contains NaN or infinity.")
-            if w_all_zero:
-                raise ValueError("Sample weights must contain at least one non-zero number.")
-            if w_min < 0:
-                raise ValueError("Negative values in data passed to `sample_weight`")
+            w = _dask_weights(sample_weight, X.chunks[0])
         inits = self._check_parameters(np.empty((0, X.shape[1]), dtype=dtype))
         self.__dict__.pop("_online", None)
         self._dask_w = w
@@ -230,13 +269,17 @@ class GaussianMixture(_InMemoryGaussianMixture):
     def _log_prob_pass(self, X, mode):
         if not isinstance(X, da.Array):
             return super()._log_prob_pass(X, mode)
+        # copies: a refit does not change a prediction made before it
+        fitted = (self.weights_, self.means_, self.precisions_cholesky_)
+        model = (type(self).__name__, self.covariance_type, self.n_jobs,
+                 *(np.array(a) for a in fitted))
         if mode == 1:
-            return X.map_blocks(_block_log_prob, est=self, mode=1, dtype=np.int64,
+            return X.map_blocks(_block_log_prob, model=model, mode=1, dtype=np.int64,
                                 drop_axis=1)
         if mode == 2:
-            return X.map_blocks(_block_log_prob, est=self, mode=2, dtype=X.dtype,
+            return X.map_blocks(_block_log_prob, model=model, mode=2, dtype=X.dtype,
                                 chunks=(X.chunks[0], (self.n_components,)))
-        return X.map_blocks(_block_log_prob, est=self, mode=0, dtype=X.dtype, drop_axis=1)
+        return X.map_blocks(_block_log_prob, model=model, mode=0, dtype=X.dtype, drop_axis=1)
 
     # ------------------------------------------------------------ prediction
     def _validate_X(self, X, reset):
@@ -270,7 +313,8 @@ class GaussianMixture(_InMemoryGaussianMixture):
             ss = self.score_samples(X)
             if sample_weight is None:
                 return float(ss.mean().compute())
-            w = da.asarray(sample_weight).rechunk(ss.chunks)
+            ss = _with_chunk_sizes(ss) if np.isnan(ss.shape[0]) else ss
+            w = _dask_weights(sample_weight, ss.chunks[0])
             return float(((ss * w).sum() / w.sum()).compute())
         return super().score(X, sample_weight=sample_weight)
 

@@ -145,3 +145,88 @@ def test_a_worker_killed_during_the_fit(client):
     for attr in ATTRS:
         np.testing.assert_allclose(getattr(survived, attr), getattr(reference, attr),
                                    rtol=1e-12, err_msg=attr)
+
+
+def test_unknown_chunk_sizes(client):
+    """Rows selected by a lazy boolean mask: Dask knows neither the chunk sizes nor
+    n (shape (nan, d)); one chunk is emptied. fit counts the rows of its persisted
+    chunks; predictions stay lazy with unknown sizes; score and weights work."""
+    X = make_data(n=1200, d=2, K=3, seed=10)
+    keep = (np.arange(1200) // 100 != 3) & (X[:, 0] > -6)
+    D = da.from_array(X, chunks=100)[da.from_array(keep, chunks=100)]
+    assert np.isnan(D.shape[0])
+    sw = np.random.RandomState(1).uniform(0.5, 2, size=1200)
+    swd = da.from_array(sw, chunks=100)[da.from_array(keep, chunks=100)]
+    local = fastgmm.GaussianMixture(3, random_state=0).fit(X[keep])
+    dist = fastgmm.dask.GaussianMixture(3, random_state=0).fit(D)
+    for attr in ATTRS:
+        np.testing.assert_allclose(getattr(dist, attr), getattr(local, attr), rtol=1e-9)
+    for method in ("predict", "predict_proba", "score_samples"):
+        np.testing.assert_allclose(getattr(dist, method)(D).compute(),
+                                   getattr(local, method)(X[keep]), rtol=1e-9, err_msg=method)
+    assert dist.score(D) == pytest.approx(local.score(X[keep]), rel=1e-12)
+    for w in (sw[keep], swd):
+        assert dist.score(D, sample_weight=w) == pytest.approx(
+            local.score(X[keep], sample_weight=sw[keep]), rel=1e-12)
+    local_w = fastgmm.GaussianMixture(3, random_state=0).fit(X[keep], sample_weight=sw[keep])
+    dist_w = fastgmm.dask.GaussianMixture(3, random_state=0).fit(D, sample_weight=swd)
+    for attr in ATTRS:
+        np.testing.assert_allclose(getattr(dist_w, attr), getattr(local_w, attr), rtol=1e-9)
+    with pytest.raises(ValueError, match="minimum of 2 is required"):
+        dist.fit(D[D[:, 0] > 1e9])
+
+
+def _raises_as_in_memory(in_memory, distributed_call):
+    """Both calls raise, with the same exception class and message."""
+    with pytest.raises(Exception) as expected:
+        in_memory()
+    with pytest.raises(Exception) as got:
+        distributed_call()
+    assert type(got.value) is type(expected.value), repr(got.value)
+    assert str(got.value) == str(expected.value)
+
+
+def test_bad_sample_weight_is_refused_as_in_memory(client):
+    X = make_data(n=300, d=2, K=2, seed=11)
+    Xd = da.from_array(X, chunks=100)
+    local = fastgmm.GaussianMixture(2, random_state=0).fit(X)
+    dist = fastgmm.dask.GaussianMixture(2, random_state=0).fit(Xd)
+    for w in (-np.ones(300), np.r_[np.ones(299), -1], np.r_[np.nan, np.ones(299)],
+              np.r_[np.ones(299), np.inf], np.zeros(300), np.ones(299), np.ones((300, 1))):
+        for wd in (w, da.from_array(w, chunks=100)):
+            _raises_as_in_memory(lambda: local.score(X, sample_weight=w),
+                                 lambda: dist.score(Xd, sample_weight=wd))
+            _raises_as_in_memory(lambda: fastgmm.GaussianMixture(2).fit(X, sample_weight=w),
+                                 lambda: fastgmm.dask.GaussianMixture(2).fit(
+                                     Xd, sample_weight=wd))
+
+
+def test_nan_and_inf_rows_are_refused_as_in_memory(client):
+    """fit and score check eagerly; predict, predict_proba and score_samples stay
+    lazy and their tasks raise scikit-learn's error, which reaches the caller."""
+    X = make_data(n=300, d=2, K=2, seed=12)
+    local = fastgmm.GaussianMixture(2, random_state=0).fit(X)
+    dist = fastgmm.dask.GaussianMixture(2, random_state=0).fit(da.from_array(X, chunks=100))
+    for bad in (np.nan, np.inf, -np.inf):
+        Y = X.copy()
+        Y[150, 1] = bad
+        Yd = da.from_array(Y, chunks=100)
+        for method in ("predict", "predict_proba", "score_samples"):
+            lazy = getattr(dist, method)(Yd)
+            _raises_as_in_memory(lambda: getattr(local, method)(Y), lazy.compute)
+        _raises_as_in_memory(lambda: local.score(Y), lambda: dist.score(Yd))
+        _raises_as_in_memory(lambda: fastgmm.GaussianMixture(2).fit(Y),
+                             lambda: fastgmm.dask.GaussianMixture(2).fit(Yd))
+
+
+def test_a_refit_leaves_earlier_lazy_predictions_alone(client):
+    X = make_data(n=900, d=2, K=3, seed=13)
+    Xd = da.from_array(X, chunks=300)
+    local = fastgmm.GaussianMixture(3, random_state=0).fit(X)
+    dist = fastgmm.dask.GaussianMixture(3, random_state=0).fit(Xd)
+    lazy = {m: getattr(dist, m)(Xd) for m in ("predict", "predict_proba", "score_samples")}
+    dist.set_params(n_components=2, covariance_type="diag").fit(
+        da.from_array(make_data(n=900, d=2, K=2, seed=14), chunks=300))
+    for method, out in lazy.items():
+        np.testing.assert_allclose(out.compute(), getattr(local, method)(X), rtol=1e-9,
+                                   err_msg=method)
