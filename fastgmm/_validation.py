@@ -78,7 +78,8 @@ def check_precisions(precisions, covariance_type, n_components, n_features):
 
 
 def check_sample_weight(sample_weight, n_samples):
-    """Non-negative float64 weights, one per row, not all zero.
+    """Non-negative float64 weights, one per row, not all zero, scaled to a mean
+    of 1 (``_relative``); None stays None.
 
     Messages as scikit-learn's ``_check_sample_weight`` gives them.
     """
@@ -113,4 +114,14 @@ def check_sample_weight(sample_weight, n_samples):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     if np.any(sample_weight < 0):
         raise ValueError("Negative values in data passed to `sample_weight`")
-    return sample_weight
+    return _relative(sample_weight)
+
+
+def _relative(sample_weight):
+    """The weights scaled to a mean of 1 (a new array). Weights are relative (2 is
+    a repeated row), so the scale must change nothing; without this, weights that
+    sum to about 1e-12 met the ``10 * eps`` that nk carries, and weights near the
+    largest float overflowed their sum. Dividing by the maximum first cannot
+    overflow."""
+    w = sample_weight / np.max(sample_weight)
+    return w * (w.shape[0] / np.sum(w))
