@@ -67,20 +67,26 @@ def estimate_gaussian_parameters(stats, shift, gshift, ct, reg_covar, eps, wsum)
         cov[:, np.arange(d), np.arange(d)] += reg_covar
     elif ct == TIED:
         # scikit-learn: (X^T X - sum_k nk m_k m_k^T) / sum(nk), X^T X over all rows.
-        # In coordinates shifted by c = gshift, with e = sum_i w_i (x_i - c),
-        # n = sum_i w_i, m'_k = m_k - c, e' = sum_k nk m'_k, N = sum(nk):
-        #   = S2' - sum nk m' m'^T + c (e - e')^T + (e - e') c^T + (n - N) c c^T
-        # The last three terms vanish when every row's responsibilities sum to 1
-        # (EM, k-means labels, 'random'); they matter for 'random_from_data' and
-        # 'k-means++' starts, where scikit-learn's formula is applied as it is.
-        # N is taken without the 10 * eps (that bias times c c^T would cancel
-        # every digit far from the origin).
+        # In coordinates shifted by c = gshift, with S2 = sum_i w_i (x_i - c)(x_i - c)^T,
+        # e = sum_i w_i (x_i - c), n = sum_i w_i, m'_k = m_k - c and each component's
+        # first moment e_k = sum_i w_i r_ik (x_i - c):
+        #   = S2 - sum_k (e_k m'_k^T + m'_k e_k^T - r_k m'_k m'_k^T)
+        #     + c (e - sum_k e_k)^T + (e - sum_k e_k) c^T + (n - sum_k r_k) c c^T
+        # where r_k = sum_i w_i r_ik, without the 10 * eps of nk: where every row's
+        # responsibilities sum to 1 (EM, k-means labels, 'random') the first line is
+        # the scatter of each row about its component's mean, >= 0 whatever the means
+        # (the 10 * eps times (m_k - c)^2 of a weightless component far from c used to
+        # be subtracted: a covariance below reg_covar, or negative). The last three
+        # terms matter for 'random_from_data' and 'k-means++' starts, where
+        # scikit-learn's formula is applied as it is.
         d = shift.shape[1]
         s2 = _sym_upper(stats.s2[0, :d])
         e = stats.s2[0, d]
         c = means - gshift
-        de = e - stats.s1.sum(axis=0) - rsum @ (shift - gshift)
-        cov = s2 - (nk[:, None] * c).T @ c
+        ek = stats.s1 + rsum[:, None] * (shift - gshift)
+        cross = ek.T @ c
+        cov = s2 - cross - cross.T + (rsum[:, None] * c).T @ c
+        de = e - ek.sum(axis=0)
         cov += np.outer(gshift, de) + np.outer(de, gshift)
         cov += (wsum - rsum.sum()) * np.outer(gshift, gshift)
         cov /= nk.sum()
