@@ -1,6 +1,7 @@
 """fastgmm.GaussianMixture: scikit-learn's GaussianMixture on fused Numba EM kernels."""
 
 import math
+import threading
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -46,6 +47,9 @@ def _resolve_n_jobs(n_jobs):
 
 
 _controller = None
+_blas_lock = threading.Lock()
+_blas_users = 0  # calls now inside _blas_one_thread
+_blas_limiter = None  # their shared limit, restored by the last one out
 
 
 def _blas_controller():
@@ -58,17 +62,47 @@ def _blas_controller():
 
 
 @contextmanager
-def _threads(n_jobs):
-    """Set the kernels' thread count for one call and hold BLAS to one thread
-    (the kernels call it from each of their own threads); restore both, even on
-    error."""
+def _blas_one_thread():
+    """BLAS at one thread while any call that needs it runs. The first call in
+    saves and sets the limit and the last one out restores it: calls that
+    overlap in several Python threads can no longer restore each other's saved
+    value (two threads predicting 200 times each left OpenBLAS at one thread)."""
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
+@contextmanager
+def _threads(n_jobs, blas=True):
+    """Set the kernels' thread count for one call (Numba's count is the calling
+    thread's own) and, where the kernels call BLAS (``blas``: the tiled 'full'
+    path), hold BLAS to one thread: the kernels' threads must not fight BLAS's,
+    and a threaded BLAS product rounds differently with its thread count (n_jobs=1
+    would give other bits than n_jobs=2). Restore both, even on error."""
     old = numba.get_num_threads()
     numba.set_num_threads(_resolve_n_jobs(n_jobs))
     try:
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        if blas:
+            with _blas_one_thread():
+                yield
+        else:
             yield
     finally:
         numba.set_num_threads(old)
+
+
+def _uses_blas(covariance_type, n_features):
+    return K_.uses_tiles(K_.COV_CODES.get(covariance_type, -1), n_features)
 
 
 _CHECK_CHUNK = 1 << 16  # rows validated at a time on the streaming path
@@ -82,10 +116,18 @@ def _streamable(X):
     and any 2-D numeric ndarray that is not C-contiguous float32/float64."""
     if not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
         return False
-    if X.dtype.kind not in "iuf" or X.dtype.itemsize < 4 and X.dtype.kind == "f":
-        return False
+    if not _native(X.dtype):
+        return False  # converted by scikit-learn's check_array, as scikit-learn does
     return isinstance(X, np.memmap) or not (
         X.flags.c_contiguous and X.dtype in (np.float32, np.float64))
+
+
+def _native(dtype):
+    """Dtypes the kernels read as they are: native-endian integers, float32 and
+    float64. Anything else (big-endian, long double, float16, bool) is converted to
+    float64 by scikit-learn's validation first (big-endian bytes read as native
+    ones were silent garbage; long double a Numba typing error)."""
+    return dtype.isnative and (dtype.kind in "iu" or dtype in (np.float32, np.float64))
 
 
 def _tile_args(kp, gshift, ct, dtype, needed):
@@ -213,7 +255,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         sw = check_sample_weight(sample_weight, X.shape[0])
         inits = self._check_parameters(X)
         self.__dict__.pop("_online", None)
-        with _threads(self.n_jobs):
+        if self.warm_start and hasattr(self, "converged_"):
+            self._check_fitted_params(X.shape[1])
+        with _threads(self.n_jobs, _uses_blas(self.covariance_type, X.shape[1])):
             return self._fit(X, sw, inits, labels=labels)
 
     # ---------------------------------------------------------- partial_fit
@@ -242,7 +286,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         sw = check_sample_weight(sample_weight, X.shape[0])
         inits = None if fitted else self._check_parameters(X)
-        with _threads(self.n_jobs):
+        if fitted:
+            self._check_fitted_params(X.shape[1])
+        with _threads(self.n_jobs, _uses_blas(self.covariance_type, X.shape[1])):
             self._partial_fit(X, sw, inits)
         return self
 
@@ -380,7 +426,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _stats(self, X, mode, kp, shift, gshift, R=None, labels=None, rows=None):
         """One stats pass over rows [rows) of X: additive float64 statistics."""
         ct = self._ct
-        K, n_features = self.n_components, X.shape[1]
+        K, n_features = kp[0].shape  # sizes from the parameters the kernel is handed
         st = Stats(K, n_features, ct)
         R = np.zeros((0, K)) if R is None else R
         labels = np.zeros(0, dtype=label_dtype(K)) if labels is None else labels
@@ -401,8 +447,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """The statistics' shift: each component's mean, or for the tiled 'full'
         kernels the common gshift."""
         if K_.uses_tiles(self._ct, n_features):
-            return np.ascontiguousarray(np.broadcast_to(gshift, means.shape))
-        return np.ascontiguousarray(means)
+            # a writable copy (the start zeroes weightless components' rows; with
+            # one component a broadcast view was already contiguous and read-only)
+            return np.array(np.broadcast_to(gshift, means.shape))
+        return np.array(means, dtype=np.float64)
 
     def _em_stats(self, X, params):
         """One fused E+M pass at ``params``: its statistics, and their shifts."""
@@ -528,9 +576,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ct = K_.COV_CODES[self.covariance_type]
         kp = kernel_params(self.weights_, self.means_, self.precisions_cholesky_, ct)
         n = X.shape[0]
+        K = kp[0].shape[0]  # sizes from the parameters the kernel is handed
         out_lse = np.empty(n if mode != 1 else 0)
         out_label = np.empty(n if mode == 1 else 0, dtype=np.int64)
-        out_resp = np.empty((n, self.n_components) if mode == 2 else (0, self.n_components))
+        out_resp = np.empty((n, K) if mode == 2 else (0, K))
         gshift = np.asarray(self.weights_, dtype=np.float64) @ kp[0]
         dtype = _work_dtype(X)
         ucat, muu = _tile_args(kp, gshift, ct, dtype, True)
@@ -541,14 +590,43 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return out_resp.astype(dtype, copy=False)
         return out_lse.astype(dtype, copy=False)
 
+    def _check_fitted_params(self, n_features):
+        """The fitted attributes agree with each other and with X's features, before
+        any kernel reads them (kernels do not check bounds: a mismatch corrupted the
+        heap or read garbage)."""
+        means = np.asarray(self.means_)
+        if means.ndim != 2 or means.shape[1] != n_features or means.shape[0] < 1:
+            raise ValueError(
+                f"The fitted attributes are inconsistent: means_ has shape {means.shape}, "
+                f"expected (n_components, {n_features}) for X with {n_features} features. "
+                "Refit the model.")
+        K, d = means.shape
+        expected = {
+            "weights_": (K,),
+            "precisions_cholesky_": {"full": (K, d, d), "tied": (d, d), "diag": (K, d),
+                                     "spherical": (K,)}[self.covariance_type],
+        }
+        for name, shape in expected.items():
+            got = np.shape(getattr(self, name))
+            if got != shape:
+                raise ValueError(
+                    f"The fitted attributes are inconsistent: {name} has shape {got}, "
+                    f"expected {shape} for means_ of shape {means.shape} and "
+                    f"covariance_type={self.covariance_type!r}. Refit the model.")
+
     def _validate_predict_input(self, X):
         check_is_fitted(self)
-        return self._validate_X(X, reset=False)
+        X = self._validate_X(X, reset=False)
+        self._check_fitted_params(X.shape[1])
+        return X
+
+    def _predict_threads(self):
+        return _threads(self.n_jobs, _uses_blas(self.covariance_type, self.means_.shape[1]))
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample."""
         X = self._validate_predict_input(X)
-        with _threads(self.n_jobs):
+        with self._predict_threads():
             return self._log_prob_pass(X, mode=0)
 
     def score(self, X, y=None, sample_weight=None):
@@ -562,13 +640,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def predict(self, X):
         """Predict the labels for the data samples in X using the fitted model."""
         X = self._validate_predict_input(X)
-        with _threads(self.n_jobs):
+        with self._predict_threads():
             return self._log_prob_pass(X, mode=1)
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample."""
         X = self._validate_predict_input(X)
-        with _threads(self.n_jobs):
+        with self._predict_threads():
             return self._log_prob_pass(X, mode=2)
 
     def sample(self, n_samples=1):
