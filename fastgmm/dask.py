@@ -107,7 +107,10 @@ def _dask_weights(sample_weight, chunks):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     if w_min < 0:
         raise ValueError("Negative values in data passed to `sample_weight`")
-    return w
+    # relative weights, as in memory (``_validation._relative``): a mean of 1,
+    # dividing by the maximum first (tiny or huge weights change nothing)
+    w = w / w.max().compute()
+    return (w * (n / w.sum().compute())).persist()
 
 
 def _block_log_prob(X, model, mode):

@@ -66,6 +66,19 @@ def test_distributed_weighted_and_tiled_fit_equals_in_memory(client):
                                rtol=1e-8)
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_scaled_dask_weights_change_nothing(client, scale):
+    """Weights are relative in memory and on the cluster: Dask weights of 1e-300
+    or 1e300 give the in-memory model of the unscaled weights."""
+    X = make_data(n=3000, d=3, K=3, seed=4)
+    sw = np.random.RandomState(0).uniform(0.5, 2, size=X.shape[0])
+    local, dist = _same_start_fits(X, da.from_array(X, chunks=(1000, 3)), "full", sw=sw,
+                                   swd=da.from_array(sw * scale, chunks=1000))
+    for attr in ATTRS:
+        np.testing.assert_allclose(getattr(dist, attr), getattr(local, attr), rtol=1e-9,
+                                   atol=1e-12, err_msg=attr)
+
+
 def test_sampled_start_with_all_rows_is_the_in_memory_start(client):
     X = make_data(n=3000, d=2, K=3, seed=6)
     local = fastgmm.GaussianMixture(3, random_state=0).fit(X)
