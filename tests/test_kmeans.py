@@ -104,21 +104,58 @@ def test_weighted_lloyd_equals_repeated_rows():
     np.testing.assert_array_equal(cnt_r, np.bincount(lab_r, minlength=3))
 
 
-def test_kmeans_bitwise_identical_across_thread_counts():
+def _thread_counts():
+    import numba
+
+    n_max = numba.config.NUMBA_NUM_THREADS
+    counts = sorted({c for c in (1, 2, n_max) if c <= n_max})
+    if len(counts) < 2:
+        pytest.skip("one thread only: nothing to compare")
+    return counts
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kmeans_bitwise_identical_across_thread_counts(dtype):
+    """The k-means kernels under 1 and more threads (numba.set_num_threads, as
+    n_jobs sets it; restored after): the same rows, labels and centres, bit for
+    bit, weighted or not. 40k rows: 157 blocks, dozens a thread, and (float32)
+    k-means++ running sums across blocks. Under OpenMP's static schedule a
+    reduction that follows the threads (one accumulator a thread instead of one
+    a block) fails this; TBB may run loops this short on one thread, and then
+    nothing can tell."""
     import numba
 
     rng = np.random.RandomState(1)
-    X = np.concatenate([rng.normal(size=(3000, 4)) + 3 * k for k in range(5)])
+    X = np.concatenate([rng.normal(size=(8000, 4)) * (1 + k) + 3 * k for k in range(5)])
+    X = X.astype(dtype)
+    sw = rng.uniform(0.5, 2, size=X.shape[0])
+    before = numba.get_num_threads()
     out = []
-    for n in sorted({1, numba.config.NUMBA_NUM_THREADS}):
-        numba.set_num_threads(n)
-        try:
-            out.append(GaussianMixture(5, random_state=0, max_iter=0).fit(X))
-        finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    for gm in out[1:]:
-        assert np.array_equal(gm.means_, out[0].means_)
-        assert np.array_equal(gm.covariances_, out[0].covariances_)
+    try:
+        for n in _thread_counts():
+            numba.set_num_threads(n)
+            rows = kmeans_plusplus_indices(X, 7, np.random.RandomState(0))
+            lab, cen, cnt = kmeans_labels(X, 7, np.random.RandomState(0))
+            lab_w, cen_w, _ = kmeans_labels(X, 7, np.random.RandomState(0), sample_weight=sw)
+            out.append((rows, lab, cen, cnt, lab_w, cen_w))
+    finally:
+        numba.set_num_threads(before)
+    for res in out[1:]:
+        for a, b in zip(out[0], res):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++"])
+def test_kmeans_start_bitwise_identical_across_n_jobs(init_params):
+    """The estimator's k-means starts with explicit n_jobs (n_jobs=None would
+    reset the thread count to the maximum for every fit)."""
+    rng = np.random.RandomState(1)
+    X = np.concatenate([rng.normal(size=(8000, 4)) + 3 * k for k in range(5)])
+    fits = [GaussianMixture(5, init_params=init_params, random_state=0, max_iter=0,
+                            n_jobs=n).fit(X) for n in _thread_counts()]
+    for gm in fits[1:]:
+        assert np.array_equal(gm.means_, fits[0].means_)
+        assert np.array_equal(gm.covariances_, fits[0].covariances_)
 
 
 @pytest.mark.parametrize("init_params", INIT_PARAMS)
