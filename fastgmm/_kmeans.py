@@ -30,6 +30,13 @@ LLOYD_MAX_ITER = 300
 LLOYD_TOL = 1e-4
 
 
+def _seq(func):
+    """No fastmath: sums whose order is scikit-learn's (row after row, in float32).
+    ``fastmath=False`` is spelt out: a kernel that leaves it unset inherits its
+    caller's fastmath, whose 'reassoc' lets LLVM reorder (vectorise) the sum."""
+    return njit(cache=True, nogil=True, error_model="numpy", fastmath=False)(func)
+
+
 def label_dtype(n_clusters):
     """The smallest unsigned type for labels 0..K-1; its maximum means 'no label'."""
     for dt in (np.uint8, np.uint16, np.uint32):
@@ -38,14 +45,88 @@ def label_dtype(n_clusters):
     raise ValueError(f"n_clusters={n_clusters} is too large")
 
 
-@njit(cache=True, nogil=True, error_model="numpy")  # no fastmath: the order is the point
+@_seq
 def _sequential_column_sums(X, acc):
     """acc[a] += X[i, a] row after row, in acc's dtype: numpy's order for
-    ``X.mean(axis=0)`` on a C-ordered array, and its accumulation dtype."""
+    ``X.mean(axis=0)`` on a C-ordered array of more than one column, and its
+    accumulation dtype."""
     n, d = X.shape
     for i in range(n):
         for a in range(d):
             acc[a] += X[i, a]
+
+
+@_seq
+def _col0_term(X, m, zero, sq, i):
+    v = zero + X[i, 0]
+    if sq:
+        v = (v - m) * (v - m)
+    return v
+
+
+@_seq
+def _pairwise_col0(X, m, zero, sq, lo, n):
+    """numpy's pairwise_sum of X[lo:lo + n, 0] (``sq``: of (x - m)**2) in zero's
+    dtype: eight accumulators on blocks of up to 128, halves above. One column
+    of a C-ordered array is contiguous, and numpy sums it so, not row by row."""
+    if n < 8:
+        res = zero
+        for i in range(lo, lo + n):
+            res += _col0_term(X, m, zero, sq, i)
+        return res
+    if n <= 128:
+        r0, r1 = _col0_term(X, m, zero, sq, lo), _col0_term(X, m, zero, sq, lo + 1)
+        r2, r3 = _col0_term(X, m, zero, sq, lo + 2), _col0_term(X, m, zero, sq, lo + 3)
+        r4, r5 = _col0_term(X, m, zero, sq, lo + 4), _col0_term(X, m, zero, sq, lo + 5)
+        r6, r7 = _col0_term(X, m, zero, sq, lo + 6), _col0_term(X, m, zero, sq, lo + 7)
+        i = lo + 8
+        end = lo + n - n % 8
+        while i < end:
+            r0 += _col0_term(X, m, zero, sq, i)
+            r1 += _col0_term(X, m, zero, sq, i + 1)
+            r2 += _col0_term(X, m, zero, sq, i + 2)
+            r3 += _col0_term(X, m, zero, sq, i + 3)
+            r4 += _col0_term(X, m, zero, sq, i + 4)
+            r5 += _col0_term(X, m, zero, sq, i + 5)
+            r6 += _col0_term(X, m, zero, sq, i + 6)
+            r7 += _col0_term(X, m, zero, sq, i + 7)
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < lo + n:
+            res += _col0_term(X, m, zero, sq, i)
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_col0(X, m, zero, sq, lo, n2) + _pairwise_col0(X, m, zero, sq, lo + n2, n - n2)
+
+
+def _column_sums(X, m, sq):
+    """The column sums numpy's ``X.sum(axis=0)`` gives on scikit-learn's C-ordered
+    float copy of X (``sq``: of (X - m)**2, as ``np.var`` sums them), in the
+    work dtype and without the copy: row after row, or pairwise for one column."""
+    dtype = work_dtype(X)
+    n, d = X.shape
+    if d == 1:
+        total = _pairwise_col0(X, dtype.type(m[0]), dtype.type(0), sq, 0, n)
+        return np.array([total], dtype=dtype)
+    acc = np.zeros(d, dtype=dtype)
+    if sq:
+        _sequential_sq_dev_sums(X, m, acc)
+    else:
+        _sequential_column_sums(X, acc)
+    return acc
+
+
+@_seq
+def _sequential_sq_dev_sums(X, xmean, acc):
+    """acc[a] += (X[i, a] - xmean[a])**2 row after row, in acc's dtype: numpy's
+    order for ``np.var(X, axis=0)``'s sum of squares on a C-ordered array."""
+    n, d = X.shape
+    for i in range(n):
+        for a in range(d):
+            v = X[i, a] - xmean[a]
+            acc[a] += v * v
 
 
 def column_mean(X):
@@ -54,8 +135,7 @@ def column_mean(X):
     without that copy. The kernels subtract it in that dtype too, so the centred
     rows are scikit-learn's and so are most distance ties."""
     dtype = work_dtype(X)
-    acc = np.zeros(X.shape[1], dtype=dtype)
-    _sequential_column_sums(X, acc)
+    acc = _column_sums(X, np.zeros(X.shape[1], dtype=dtype), False)
     mean = np.zeros((1, X.shape[1]), dtype=dtype)
     np.true_divide(acc[np.newaxis], np.intp(X.shape[0]), out=mean, casting="unsafe")
     return mean[0]

@@ -224,12 +224,14 @@ def test_labels_take_one_byte_below_255_clusters_and_two_above():
     np.testing.assert_array_equal(counts, np.bincount(sk, minlength=K))
 
 
+@pytest.mark.parametrize("d", [1, 5])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32])
-def test_centring_mean_is_numpys_bit_for_bit(dtype):
+def test_centring_mean_is_numpys_bit_for_bit(dtype, d):
     """scikit-learn's KMeans centres its C-ordered float copy on X.mean(axis=0);
-    fastgmm reads X as it is (here Fortran order too) and gets the same bits."""
+    fastgmm reads X as it is (here Fortran order too) and gets the same bits.
+    One column is contiguous and numpy sums it pairwise, not row by row."""
     rng = np.random.RandomState(0)
-    X = (rng.standard_t(2, size=(100_003, 5)) * 100 + 7).astype(dtype)
+    X = (rng.standard_t(2, size=(100_003, d)) * 100 + 7).astype(dtype)
     expected = X.astype(np.float32 if dtype == np.float32 else np.float64).mean(axis=0)
     for data in (X, np.asfortranarray(X)):
         got = column_mean(data)
