@@ -243,3 +243,13 @@ def test_a_refit_leaves_earlier_lazy_predictions_alone(client):
     for method, out in lazy.items():
         np.testing.assert_allclose(out.compute(), getattr(local, method)(X), rtol=1e-9,
                                    err_msg=method)
+
+
+def test_one_component_with_16_features(client):
+    """The default estimator at d >= 16 failed ('assignment destination is
+    read-only'), the Dask one through its in-memory sampled start."""
+    X = make_data(n=600, d=16, K=2, seed=3)
+    local = fastgmm.GaussianMixture(1, random_state=0).fit(X)
+    dist = fastgmm.dask.GaussianMixture(1, random_state=0).fit(da.from_array(X, chunks=200))
+    np.testing.assert_allclose(dist.means_, local.means_, rtol=1e-10)
+    np.testing.assert_allclose(dist.covariances_, local.covariances_, rtol=1e-9, atol=1e-12)
