@@ -367,3 +367,39 @@ def test_float32_memmap_seeding_keeps_one_byte_a_row(tmp_path):
     rows_mm = kmeans_plusplus_indices(mm, 6, np.random.RandomState(3))
     rows_x = kmeans_plusplus_indices(X[:300_000], 6, np.random.RandomState(3))
     np.testing.assert_array_equal(rows_mm, rows_x)
+
+
+def test_demo_reports_how_the_kmeans_start_differs(monkeypatch):
+    """The demo's line on the 'kmeans' start counts the pixels labelled otherwise
+    than scikit-learn's KMeans and says whether the k-means++ rows were the same:
+    a start that differs is reported, not hidden."""
+    import fastgmm._kmeans as fk
+    from fastgmm.__main__ import _kmeans_start_line
+
+    rng = np.random.RandomState(0)
+    X = (rng.randint(0, 256, size=(20_000, 3)) / 255.0).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = KMeans(8, n_init=1, random_state=np.random.RandomState(0)).fit(X).labels_
+        fg, _, _ = kmeans_labels(X, 8, np.random.RandomState(0))
+    differ = int(np.count_nonzero(sk != fg))
+    line = _kmeans_start_line(X, 8, 0)
+    assert (f"for {differ} pixels" in line) if differ else ("the same labels" in line), line
+
+    real_labels, real_plusplus = fk.kmeans_labels, fk.kmeans_plusplus
+
+    def other_labels(*args, **kwargs):
+        labels, centers, counts = real_labels(*args, **kwargs)
+        return (labels + 1) % 8, centers, counts
+
+    def other_rows(*args, **kwargs):
+        rows, centers, near = real_plusplus(*args, **kwargs)
+        rows = rows.copy()
+        rows[3] += 1
+        return rows, centers, near
+
+    monkeypatch.setattr(fk, "kmeans_labels", other_labels)
+    monkeypatch.setattr(fk, "kmeans_plusplus", other_rows)
+    line = _kmeans_start_line(X, 8, 0)
+    assert "for 20000 pixels (100.000 %)" in line and "from centre 3" in line, line
+    assert "float32 BLAS" in line, line
