@@ -38,6 +38,9 @@ BLOCK = 256  # rows per block: fixed, so results never depend on the thread coun
 TILE_MIN_D = 16
 TILE_WIDTH = 256  # columns of one tiled product: kc = TILE_WIDTH // d components
 TILE_BLOCK = 512  # rows per block on the tiled path (longer products run faster)
+# the tiled EM pass keeps a block's whitened rows for its statistics up to this many
+# bytes a block (K = 32 at d = 64 in float32: 4 MiB), and recomputes the rest
+ZKEEP_BYTES = 8 << 20
 LOG_2PI = math.log(2.0 * math.pi)
 
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
@@ -294,60 +297,205 @@ def _centre_block(X, start, stop, gshift, Xc):
 
 
 @jit()
-def _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP):
-    """'full' log-probabilities of a centred block Xc (B, d): one BLAS product per
-    chunk of components, Y = Xc @ [U_k ...], then |Y_k - (mu_k - c) U_k|^2. In the
-    data's dtype: float32 data gets float32 products, twice the rate."""
+def _whitened_chunk(Xc, ucat, muu, ch, Y, maha):
+    """Y = [U_k ...]^T Xc^T for chunk ch of kc components (one BLAS product in the
+    data's dtype: float32 data gets float32 products, twice the rate), then in
+    place z = Y_k - (mu_k - c) U_k = (x - mu_k) U_k, component kk in rows kk * d of
+    Y; with maha (K, B), maha[k, i] = |z_i|^2 from the float64 differences."""
+    K, d = muu.shape
+    kc = ucat.shape[2] // d
+    B = Xc.shape[0]
+    np.dot(ucat[ch].T, Xc.T, Y)
+    Yk = Y.reshape((kc, d, B))
+    for kk in range(kc):
+        k = ch * kc + kk
+        if k >= K:
+            break
+        if maha.shape[0] > 0:
+            for i in range(B):
+                maha[k, i] = 0.0
+        for j in range(d):
+            c = muu[k, j]
+            if maha.shape[0] > 0:
+                for i in range(B):
+                    y = np.float64(Yk[kk, j, i]) - c
+                    Yk[kk, j, i] = y
+                    maha[k, i] += y * y
+            else:
+                for i in range(B):
+                    Yk[kk, j, i] = np.float64(Yk[kk, j, i]) - c
+
+
+@jit()
+def _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP, Z, Ys):
+    """'full' log-probabilities of a block Xc (B, d) centred on c = gshift, chunk by
+    chunk of components (``_whitened_chunk``): log w_k + log det U_k - d/2 log 2 pi
+    - |z|^2 / 2 into LP (K, B).
+
+    The whitened rows of the first Z.shape[0] chunks are left in Z (n_keep, kc * d,
+    B) for the statistics (``_block_accumulate_whitened``); the other chunks use the
+    scratch Ys (kc * d, B)."""
+    K, d = muu.shape
+    nch = ucat.shape[0]
+    const = -0.5 * d * LOG_2PI
+    for ch in range(nch):
+        Y = Z[ch] if ch < Z.shape[0] else Ys
+        _whitened_chunk(Xc, ucat, muu, ch, Y, LP)
+    for k in range(K):
+        c0 = log_w[k] + log_det[k] + const
+        for i in range(B):
+            LP[k, i] = c0 - 0.5 * LP[k, i]
+
+
+@jit()
+def _z_keep(ucat):
+    """Chunks of whitened rows a tiled EM block keeps: a function of the shape."""
+    per_chunk = ucat.shape[2] * TILE_BLOCK * ucat.itemsize
+    return min(ucat.shape[0], max(1, ZKEEP_BYTES // per_chunk))
+
+
+@jit()
+def _scatter_cols(DT, WT, B, wr, wrt, t, k, s1, s2):
+    """Rows of a component as the columns of DT (d, B): s1[k] += t = sum_i wr_i D_i
+    (float64), s2[k] (upper triangle) += D^T (wr D), one BLAS product in DT's
+    dtype; WT is scratch."""
+    d = DT.shape[0]
+    for a in range(d):
+        acc = 0.0
+        for i in range(B):
+            x = DT[a, i]
+            WT[a, i] = x * wrt[i]
+            acc += wr[i] * np.float64(x)
+        t[a] = acc
+    G = np.dot(DT, WT.T)
+    for a in range(d):
+        s1[k, a] += t[a]
+        for b in range(a, d):
+            s2[k, a, b] += np.float64(G[a, b])
+
+
+@jit()
+def _component_weights(wb, R, k, B, wr, wrt):
+    tot = 0.0
+    for i in range(B):
+        v = wb[i] * R[k, i]
+        wr[i] = v
+        wrt[i] = v
+        tot += v
+    return tot
+
+
+@jit()
+def _block_accumulate_whitened(Xc, B, wb, R, ucat, muu, Z, Ys, nk, s1, s2, WT, wr, wrt, t):
+    """'full' statistics of an EM block in each component's whitened coordinates:
+    with z = (x - mu_k) U_k, s1[k] += sum_i w_i r_ik z_i, s2[k] += sum_i w_i r_ik
+    z_i^T z_i, one BLAS product a component in the data's dtype;
+    ``whitened_to_shift`` moves them back. The z are those ``_block_log_prob_tiles``
+    left in Z, recomputed (the same arithmetic) for chunks past Z's.
+
+    Why whitened (issue 16): float32 products round relative to the spread of what
+    they sum. About a common shift, a component far from it with a variance near
+    reg_covar lost that variance in sums of (x - shift)^2; about its own mean it is
+    kept, but the rounding is still relative to the component's largest spread, which
+    in float32 can reach reg_covar in a direction where a component has (nearly) no
+    spread (fewer rows than features, flat features: digits). In the coordinates of
+    the current precision factor every direction has a spread near 1: the rounding is
+    relative to each direction's own variance, and the moved-back scatter stays
+    positive definite."""
     K, d = muu.shape
     nch, _, width = ucat.shape
     kc = width // d
-    const = -0.5 * d * LOG_2PI
+    none = np.empty((0, B))
     for ch in range(nch):
-        Y = np.dot(Xc, ucat[ch])
+        Y = Ys
+        if ch < Z.shape[0]:
+            Y = Z[ch]
+        else:
+            # recomputed only where a component of the chunk has weight here
+            todo = False
+            for k in range(ch * kc, min(K, ch * kc + kc)):
+                for i in range(B):
+                    if wb[i] * R[k, i] != 0.0:
+                        todo = True
+                        break
+            if not todo:
+                continue
+            _whitened_chunk(Xc, ucat, muu, ch, Ys, none)
+        Yk = Y.reshape((kc, d, B))
         for kk in range(kc):
             k = ch * kc + kk
             if k >= K:
                 break
-            c0 = log_w[k] + log_det[k] + const
-            for i in range(B):
-                m = 0.0
-                for j in range(d):
-                    y = np.float64(Y[i, kk * d + j]) - muu[k, j]
-                    m += y * y
-                LP[k, i] = c0 - 0.5 * m
+            tot = _component_weights(wb, R, k, B, wr, wrt)
+            if tot == 0.0:
+                continue
+            nk[k] += tot
+            _scatter_cols(Yk[kk], WT, B, wr, wrt, t, k, s1, s2)
 
 
 @jit()
-def _block_accumulate_tiles(Xc, B, wb, R, nk, s1, s2, Wc, colsum, Rw):
-    """'full' statistics about the common shift (Xc is centred on it): for a chunk
-    of components one BLAS product Xc^T @ [w r_k Xc ...] gives every scatter."""
-    K, d = s1.shape
-    width = Wc.shape[1]
-    kc = width // d
-    nch = (K + kc - 1) // kc
-    for ch in range(nch):
-        k0 = ch * kc
-        kn = min(kc, K - k0)
-        for i in range(B):
-            for kk in range(kc):
-                wr = wb[i] * R[k0 + kk, i] if kk < kn else 0.0
-                colsum[kk] = wr
-                for a in range(d):
-                    Wc[i, kk * d + a] = Xc[i, a] * wr
-            for kk in range(kn):
-                Rw[i, k0 + kk] = colsum[kk]
-                nk[k0 + kk] += colsum[kk]
-        G = np.dot(Xc.T, Wc)
-        for kk in range(kn):
-            k = k0 + kk
-            for a in range(d):
-                for b in range(a, d):
-                    s2[k, a, b] += np.float64(G[a, kk * d + b])
-    # first moments and weights of all components: one more product
-    S1 = np.dot(Xc.T, Rw)
+def _block_accumulate_tiles(Xc, B, wb, R, centre, nk, s1, s2, DT, WT, wr, wrt, t):
+    """'full' statistics of given responsibilities (no precision factors yet): each
+    component's rows centred on centre[k] (relative to gshift, as Xc) inside the
+    products, s1[k] += sum_i w_i r_ik D_i, s2[k] += D^T (w r_k D), D = Xc - centre[k].
+    Run in float64 (one pass, at the start)."""
+    K, d = nk.shape[0], s1.shape[1]
     for k in range(K):
+        tot = _component_weights(wb, R, k, B, wr, wrt)
+        if tot == 0.0:
+            continue
+        nk[k] += tot
         for a in range(d):
-            s1[k, a] += np.float64(S1[a, k])
+            c = centre[k, a]
+            for i in range(B):
+                DT[a, i] = Xc[i, a] - c
+        _scatter_cols(DT, WT, B, wr, wrt, t, k, s1, s2)
+
+
+@jit()
+def _move_stats(n, t, S, e, s1row, s2mat):
+    """Statistics about a centre (n, t = sum w D, S = sum w D D^T, full or upper)
+    added to those about a shift, the centre minus the shift being e:
+    s1 += t + n e, s2 (upper triangle) += S + e t^T + t e^T + n e e^T."""
+    d = t.shape[0]
+    for a in range(d):
+        s1row[a] += t[a] + n * e[a]
+        for b in range(a, d):
+            s2mat[a, b] += S[a, b] + e[a] * t[b] + t[a] * e[b] + n * e[a] * e[b]
+
+
+@jit()
+def whitened_to_shift(nkw, s1w, s2w, pc, means, shift, s1, s2):
+    """Whitened EM statistics (``_block_accumulate_whitened``, upper triangles) back
+    to x coordinates about ``shift``, added to s1, s2 (float64, exact algebra): with
+    V = U_k^-1, x - mu_k = z V, so t = t_w V and S = V^T S_w V."""
+    K, d = s1w.shape
+    V = np.empty((d, d))
+    Sw = np.empty((d, d))
+    e = np.empty(d)
+    for k in range(K):
+        if nkw[k] == 0.0:
+            continue
+        U = pc[k]
+        # V = U^-1, upper triangular, by back substitution
+        for c in range(d):
+            for i in range(c + 1, d):
+                V[i, c] = 0.0
+            V[c, c] = 1.0 / U[c, c]
+            for i in range(c - 1, -1, -1):
+                acc = 0.0
+                for p in range(i + 1, c + 1):
+                    acc += U[i, p] * V[p, c]
+                V[i, c] = -acc / U[i, i]
+        for a in range(d):
+            for b in range(a, d):
+                Sw[a, b] = s2w[k, a, b]
+                Sw[b, a] = s2w[k, a, b]
+        t = np.dot(s1w[k], V)
+        S = np.dot(V.T, np.dot(Sw, V))
+        for a in range(d):
+            e[a] = means[k, a] - shift[k, a]
+        _move_stats(nkw[k], t, S, e, s1[k], s2[k])
 
 
 @jit()
@@ -404,9 +552,9 @@ def _block_data(X, start, stop, gshift, tiles, dtype_of):
 
 @jit()
 def _block_weighted_log_prob(Xc, XT, D, B, tiles, means, pc, aux, log_det, log_w, ct, ucat,
-                             muu, LP, t, u):
+                             muu, LP, t, u, Z, Ys):
     if tiles:
-        _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP)
+        _block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP, Z, Ys)
     else:
         _block_log_prob(XT, B, means, pc, aux, log_det, log_w, ct, LP, D, t, u)
 
@@ -431,9 +579,13 @@ def _stats_block(X, w, start, stop, mode, R, r0, labels, means, pc, aux, log_det
     wb = w[start:stop] if w.shape[0] > 0 else np.ones(B)  # empty w: unit weights
     tiles = _tiled(ct, d)
     Xc, XT, D = _block_data(X, start, stop, gshift, tiles, ucat)
+    # the tiled E-step's whitened rows (kept for the statistics) and scratch
+    tz = tiles and mode == MODE_EM
+    Z = np.empty((_z_keep(ucat) if tz else 0, ucat.shape[2], B), dtype=ucat.dtype)
+    Ys = np.empty((ucat.shape[2] if tz else 0, B), dtype=ucat.dtype)
     if mode == MODE_EM:
         _block_weighted_log_prob(Xc, XT, D, B, tiles, means, pc, aux, log_det, log_w, ct,
-                                 ucat, muu, RB, t, u)
+                                 ucat, muu, RB, t, u, Z, Ys)
         _block_resp(RB, B, t, u)
         acc = 0.0
         for i in range(B):
@@ -444,12 +596,19 @@ def _stats_block(X, w, start, stop, mode, R, r0, labels, means, pc, aux, log_det
         for k in range(K):
             for i in range(B):
                 RB[k, i] = R[start + i - r0, k]
-    if tiles:
-        width = max(1, TILE_WIDTH // d) * d
-        Wc = np.empty((B, width), dtype=ucat.dtype)
-        colsum = np.empty(width)
-        Rw = np.empty((B, K), dtype=ucat.dtype)
-        _block_accumulate_tiles(Xc, B, wb, RB, nk, s1, s2, Wc, colsum, Rw)
+    if tiles and mode == MODE_EM:
+        # whitened statistics (stats_pass moves them back), products in the data's dtype
+        _block_accumulate_whitened(Xc, B, wb, RB, ucat, muu, Z, Ys, nk, s1, s2,
+                                   np.empty((d, B), dtype=ucat.dtype), np.empty(B),
+                                   np.empty(B, dtype=ucat.dtype), np.empty(d))
+    elif tiles:
+        # given responsibilities: about the statistics' shift, in float64
+        centre = np.empty((K, d))
+        for k in range(K):
+            for a in range(d):
+                centre[k, a] = shift[k, a] - gshift[a]
+        _block_accumulate_tiles(Xc, B, wb, RB, centre, nk, s1, s2, np.empty((d, B)),
+                                np.empty((d, B)), np.empty(B), np.empty(B), np.empty(d))
     else:
         _block_accumulate(XT, B, wb, RB, shift, gshift, ct, nk, s1, s2, D, t)
 
@@ -469,6 +628,9 @@ def stats_pass(X, row0, row1, w, mode, R, labels, means, pc, aux, log_det, log_w
     of any dtype and layout (a memmap, Fortran order, integers): each block is
     converted as it is read, never the whole array. Tile buffers take ucat's
     dtype (float32 for float32 data, float64 otherwise).
+
+    The tiled 'full' EM pass sums its blocks' statistics in whitened coordinates
+    (``_block_accumulate_whitened``) and moves the total back at the end.
     """
     n = row1
     K, d = means.shape
@@ -479,6 +641,13 @@ def stats_pass(X, row0, row1, w, mode, R, labels, means, pc, aux, log_det, log_w
     g_s2 = np.empty((group, s2.shape[0], s2.shape[1], s2.shape[2]))
     g_ll = np.empty((group, 1))
     total = 0.0
+    whiten = _tiled(ct, d) and mode == MODE_EM
+    if whiten:  # this pass's statistics, whitened
+        o_nk = np.zeros(K)
+        o_s1 = np.zeros((K, d))
+        o_s2 = np.zeros(s2.shape)
+    else:
+        o_nk, o_s1, o_s2 = nk, s1, s2
     for g0 in range(0, nblocks, group):
         gn = min(group, nblocks - g0)
         for j in prange(gn):
@@ -491,13 +660,17 @@ def stats_pass(X, row0, row1, w, mode, R, labels, means, pc, aux, log_det, log_w
         for j in range(gn):
             total += g_ll[j, 0]
             for k in range(K):
-                nk[k] += g_nk[j, k]
+                o_nk[k] += g_nk[j, k]
                 for a in range(d):
-                    s1[k, a] += g_s1[j, k, a]
+                    o_s1[k, a] += g_s1[j, k, a]
             for k in range(s2.shape[0]):
                 for a in range(s2.shape[1]):
                     for b in range(s2.shape[2]):
-                        s2[k, a, b] += g_s2[j, k, a, b]
+                        o_s2[k, a, b] += g_s2[j, k, a, b]
+    if whiten:
+        for k in range(K):
+            nk[k] += o_nk[k]
+        whitened_to_shift(o_nk, o_s1, o_s2, pc, means, shift, s1, s2)
     return total
 
 
@@ -523,8 +696,10 @@ def log_prob_pass(X, means, pc, aux, log_det, log_w, ct, mode, out_lse, out_labe
         u = np.empty(B)
         tiles = _tiled(ct, d)
         Xc, XT, D = _block_data(X, start, stop, gshift, tiles, ucat)
+        Z = np.empty((0, ucat.shape[2], B), dtype=ucat.dtype)
+        Ys = np.empty((ucat.shape[2] if tiles else 0, B), dtype=ucat.dtype)
         _block_weighted_log_prob(Xc, XT, D, B, tiles, means, pc, aux, log_det, log_w, ct,
-                                 ucat, muu, LP, t, u)
+                                 ucat, muu, LP, t, u, Z, Ys)
         if mode == 1:
             for i in range(B):
                 best = 0
