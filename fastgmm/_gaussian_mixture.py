@@ -471,9 +471,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return lower_bound, self._finish_params(self._dtype, weights, means, covariances)
 
     def _finish_params(self, dtype, weights, means, covariances):
-        covariances = covariances.astype(dtype)
-        prec_chol = compute_precision_cholesky(covariances, self.covariance_type)
-        return weights.astype(dtype), means.astype(dtype), covariances, prec_chol
+        # the precision factor of the float64 covariances, stored in dtype: a float32
+        # cast first can move a reg_covar-sized direction by as much as itself
+        prec_chol = compute_precision_cholesky(covariances, self.covariance_type, dtype=dtype)
+        return weights.astype(dtype), means.astype(dtype), covariances.astype(dtype), prec_chol
 
     def _resp_stats(self, X, R_chunks=None, labels=None, guess=None):
         """Statistics of given responsibilities (dense chunks or hard labels),
@@ -551,8 +552,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights = np.asarray(weights, dtype=dtype)
         means = np.asarray(means, dtype=dtype)
         if precisions_init is None:
+            prec_chol = compute_precision_cholesky(covariances, self.covariance_type, dtype=dtype)
             covariances = covariances.astype(dtype)
-            prec_chol = compute_precision_cholesky(covariances, self.covariance_type)
         else:
             prec_chol = compute_precision_cholesky_from_precisions(
                 precisions_init, self.covariance_type
