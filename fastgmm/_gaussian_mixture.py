@@ -1,6 +1,7 @@
 """fastgmm.GaussianMixture: scikit-learn's GaussianMixture on fused Numba EM kernels."""
 
 import math
+import os
 import threading
 import warnings
 from contextlib import contextmanager
@@ -82,13 +83,29 @@ def _blas_one_thread():
                 _blas_limiter = None
 
 
+def _forget_blas_users():
+    """In a fork child: the calls that held the limit in the parent are not running
+    here, and the lock may have been held by one of their threads."""
+    global _blas_lock, _blas_users, _blas_limiter
+    _blas_lock = threading.Lock()
+    _blas_users = 0
+    _blas_limiter = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_blas_users)
+
+
 @contextmanager
 def _threads(n_jobs, blas=True):
     """Set the kernels' thread count for one call (Numba's count is the calling
-    thread's own) and, where the kernels call BLAS (``blas``: the tiled 'full'
-    path), hold BLAS to one thread: the kernels' threads must not fight BLAS's,
-    and a threaded BLAS product rounds differently with its thread count (n_jobs=1
-    would give other bits than n_jobs=2). Restore both, even on error."""
+    thread's own) and, where the kernels call BLAS from inside their threads
+    (``blas``: the tiled 'full' path), hold BLAS to one thread: the kernels'
+    threads must not fight BLAS's, and a threaded BLAS product inside a kernel
+    rounds with BLAS's thread count, so results would depend on the machine's
+    BLAS setting (measured: n_jobs=1 and n_jobs=2 gave other bits when only the
+    latter limited BLAS). Elsewhere (the M-step's small products) BLAS is left as
+    it is. Restore both, even on error."""
     old = numba.get_num_threads()
     numba.set_num_threads(_resolve_n_jobs(n_jobs))
     try:
@@ -455,6 +472,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _em_stats(self, X, params):
         """One fused E+M pass at ``params``: its statistics, and their shifts."""
         weights, means, _, prec_chol = params
+        # factors the work dtype holds exactly: the tiled kernels multiply by their
+        # float32 cast and undo the whitening with the float64 values (a float64
+        # model continued on float32 data by warm_start or partial_fit)
+        prec_chol = np.asarray(prec_chol).astype(self._dtype, copy=False)
         kp = kernel_params(weights, means, prec_chol, self._ct)
         gshift = np.asarray(weights, dtype=np.float64) @ kp[0]
         shift = self._shift(kp[0], gshift, X.shape[1])

@@ -11,8 +11,10 @@ puts ``libtbb.so.12`` in ``<prefix>/lib``, where the dynamic loader does not
 look, so Numba would fall back to OpenMP. Loading that library by its path
 first lets Numba's own choice find it.
 
-Nothing is changed where the user chose a layer (``NUMBA_THREADING_LAYER`` or
-``numba.config.THREADING_LAYER``) or where Numba already launched its threads.
+Nothing is loaded where the user chose a layer that is not TBB (``omp`` or
+``workqueue`` in ``NUMBA_THREADING_LAYER`` or ``numba.config.THREADING_LAYER``;
+Numba's ``safe``, ``forksafe`` and ``threadsafe`` try TBB first and get it) or
+where Numba already launched its threads.
 """
 
 import ctypes
@@ -43,8 +45,9 @@ def load_tbb():
 
     if getattr(parallel, "_is_initialized", False):
         return False  # the layer is chosen for this process
-    if str(numba.config.THREADING_LAYER) not in ("default", "safe", "tbb"):
-        return False  # the user chose another layer
+    if str(numba.config.THREADING_LAYER) not in ("default", "safe", "forksafe", "threadsafe",
+                                                 "tbb"):
+        return False  # the user chose a layer that is not TBB and does not try it first
     for path in _tbb_library_paths():
         if os.path.exists(path):
             try:

@@ -215,6 +215,8 @@ class GaussianMixture(_InMemoryGaussianMixture):
             w = _dask_weights(sample_weight, X.chunks[0])
         inits = self._check_parameters(np.empty((0, X.shape[1]), dtype=dtype))
         self.__dict__.pop("_online", None)
+        if self.warm_start and hasattr(self, "converged_"):
+            self._check_fitted_params(X.shape[1])  # before a task reads them
         self._dask_w = w
         try:
             return self._fit(X, w, inits)
@@ -281,7 +283,7 @@ class GaussianMixture(_InMemoryGaussianMixture):
                                 drop_axis=1)
         if mode == 2:
             return X.map_blocks(_block_log_prob, model=model, mode=2, dtype=X.dtype,
-                                chunks=(X.chunks[0], (self.n_components,)))
+                                chunks=(X.chunks[0], (self.means_.shape[0],)))
         return X.map_blocks(_block_log_prob, model=model, mode=0, dtype=X.dtype, drop_axis=1)
 
     # ------------------------------------------------------------ prediction

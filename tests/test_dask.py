@@ -253,3 +253,18 @@ def test_one_component_with_16_features(client):
     dist = fastgmm.dask.GaussianMixture(1, random_state=0).fit(da.from_array(X, chunks=200))
     np.testing.assert_allclose(dist.means_, local.means_, rtol=1e-10)
     np.testing.assert_allclose(dist.covariances_, local.covariances_, rtol=1e-9, atol=1e-12)
+
+
+def test_warm_start_and_set_params_use_the_fitted_components(client):
+    """A warm-started refit on data with other features raised a Numba SystemError
+    (the kernel read past each row); predict_proba after set_params(n_components)
+    declared the new count of columns and computed the fitted one."""
+    X = make_data(n=300, d=4, K=3, seed=1)
+    gm = fastgmm.dask.GaussianMixture(3, warm_start=True, random_state=0)
+    gm.fit(da.from_array(X, chunks=100))
+    with pytest.raises(ValueError, match="fitted attributes are inconsistent"):
+        gm.fit(da.from_array(X[:, :2], chunks=100))
+    gm = fastgmm.dask.GaussianMixture(3, random_state=0).fit(da.from_array(X, chunks=100))
+    gm.set_params(n_components=5)
+    P = gm.predict_proba(da.from_array(X, chunks=100))
+    assert P.shape == P.compute().shape == (300, 3)

@@ -236,12 +236,31 @@ def test_overlapping_calls_leave_blas_threads_as_they_were(d):
         assert gate.inside["A"].wait(120)
         b.start()
         assert gate.inside["B"].wait(120)
+        inside = _blas_threads()
         gate.go["A"].set()
         a.join()
+        b_alone = _blas_threads()
         gate.go["B"].set()
         b.join()
     assert not errors
     assert _blas_threads() == before
+    if d < 16:  # no BLAS inside the kernels: left alone while the calls run
+        assert inside == b_alone == before
+
+
+def test_the_tiled_path_holds_blas_at_one_thread_while_it_runs():
+    """The counted limit does limit (the test above checks what is left after)."""
+    from fastgmm._gaussian_mixture import _threads
+
+    before = _blas_threads()
+    with _threads(None, blas=True):
+        assert all(n == 1 for _, _, n in _blas_threads())
+        with _threads(1, blas=True):  # nested: still one, and the outer one restores
+            assert all(n == 1 for _, _, n in _blas_threads())
+        assert all(n == 1 for _, _, n in _blas_threads())
+    assert _blas_threads() == before
+    with _threads(None, blas=False):
+        assert _blas_threads() == before
 
 
 # ---------------------------------------------------------------- defect 8
