@@ -274,7 +274,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.__dict__.pop("_online", None)
         if self.warm_start and hasattr(self, "converged_"):
             self._check_fitted_params(X.shape[1])
-        with _threads(self.n_jobs, _uses_blas(self.covariance_type, X.shape[1])):
+        with self._call_threads(X.shape[1]):
             return self._fit(X, sw, inits, labels=labels)
 
     # ---------------------------------------------------------- partial_fit
@@ -305,7 +305,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         inits = None if fitted else self._check_parameters(X)
         if fitted:
             self._check_fitted_params(X.shape[1])
-        with _threads(self.n_jobs, _uses_blas(self.covariance_type, X.shape[1])):
+        with self._call_threads(X.shape[1]):
             self._partial_fit(X, sw, inits)
         return self
 
@@ -642,13 +642,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._check_fitted_params(X.shape[1])
         return X
 
-    def _predict_threads(self):
-        return _threads(self.n_jobs, _uses_blas(self.covariance_type, self.means_.shape[1]))
+    def _call_threads(self, n_features):
+        """This call's threads: n_jobs, and BLAS held at one where the kernels call it."""
+        return _threads(self.n_jobs, _uses_blas(self.covariance_type, n_features))
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample."""
         X = self._validate_predict_input(X)
-        with self._predict_threads():
+        with self._call_threads(X.shape[1]):
             return self._log_prob_pass(X, mode=0)
 
     def score(self, X, y=None, sample_weight=None):
@@ -662,13 +663,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def predict(self, X):
         """Predict the labels for the data samples in X using the fitted model."""
         X = self._validate_predict_input(X)
-        with self._predict_threads():
+        with self._call_threads(X.shape[1]):
             return self._log_prob_pass(X, mode=1)
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample."""
         X = self._validate_predict_input(X)
-        with self._predict_threads():
+        with self._call_threads(X.shape[1]):
             return self._log_prob_pass(X, mode=2)
 
     def sample(self, n_samples=1):

@@ -79,14 +79,18 @@ def label_dtype(n_clusters):
 
 
 @_seq
-def _sequential_column_sums(X, acc):
-    """acc[a] += X[i, a] row after row, in acc's dtype: numpy's order for
-    ``X.mean(axis=0)`` on a C-ordered array of more than one column, and its
-    accumulation dtype."""
+def _sequential_sums(X, m, sq, acc):
+    """acc[a] += X[i, a] (``sq``: (X[i, a] - m[a])**2) row after row, in acc's
+    dtype: numpy's order for ``X.sum(axis=0)`` and for ``np.var(X, axis=0)``'s sum
+    of squares on a C-ordered array of more than one column, and its dtype."""
     n, d = X.shape
     for i in range(n):
         for a in range(d):
-            acc[a] += X[i, a]
+            if sq:
+                v = X[i, a] - m[a]
+                acc[a] += v * v
+            else:
+                acc[a] += X[i, a]
 
 
 @_seq
@@ -144,22 +148,8 @@ def _column_sums(X, m, sq):
         total = _pairwise_col0(X, dtype.type(m[0]), dtype.type(0), sq, 0, n)
         return np.array([total], dtype=dtype)
     acc = np.zeros(d, dtype=dtype)
-    if sq:
-        _sequential_sq_dev_sums(X, m, acc)
-    else:
-        _sequential_column_sums(X, acc)
+    _sequential_sums(X, m, sq, acc)
     return acc
-
-
-@_seq
-def _sequential_sq_dev_sums(X, xmean, acc):
-    """acc[a] += (X[i, a] - xmean[a])**2 row after row, in acc's dtype: numpy's
-    order for ``np.var(X, axis=0)``'s sum of squares on a C-ordered array."""
-    n, d = X.shape
-    for i in range(n):
-        for a in range(d):
-            v = X[i, a] - xmean[a]
-            acc[a] += v * v
 
 
 def column_mean(X):
@@ -806,6 +796,11 @@ def _einsum_sq_norms32(C):
     return np.float32(0.0) + ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
 
 
+def _centre_norms(centers, f32):
+    """|c|^2 of the centres as scikit-learn's Lloyd takes them in the data's dtype."""
+    return _einsum_sq_norms32(centers) if f32 else sq_norms(centers)
+
+
 def tolerance32(X, xmean, tol):
     """scikit-learn's ``_tolerance`` for float32 X: ``np.mean(np.var(X, axis=0)) *
     tol`` in float32, from one sequential pass (``xmean``: ``column_mean(X)``)."""
@@ -869,7 +864,7 @@ def lloyd(X, xmean, sw, centers, tol, group, labels=None, max_iter=LLOYD_MAX_ITE
     counts = np.zeros(K, dtype=np.int64)
     strict_convergence = False
     for it in range(max_iter):
-        csq = _einsum_sq_norms32(centers) if f32 else sq_norms(centers)
+        csq = _centre_norms(centers, f32)
         changed, sq = lloyd_pass(X, xmean, sw, centers, csq, labels, it == 0, True, group, sums,
                                  weights, counts, f32)
         if it == 0 and not f32:
@@ -890,7 +885,7 @@ def lloyd(X, xmean, sw, centers, tol, group, labels=None, max_iter=LLOYD_MAX_ITE
         if shift_tot <= tol:
             break
     if not strict_convergence:
-        csq = _einsum_sq_norms32(centers) if f32 else sq_norms(centers)
+        csq = _centre_norms(centers, f32)
         lloyd_pass(X, xmean, sw, centers, csq, labels, False, False, group, sums, weights, counts,
                    f32)
     return labels, centers, counts

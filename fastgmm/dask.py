@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _kernels as K_
 from ._gaussian_mixture import GaussianMixture as _InMemoryGaussianMixture
 from ._gaussian_mixture import _add_stats, _threads, _work_dtype
-from ._validation import check_sample_weight
+from ._validation import _relative, check_sample_weight
 
 __all__ = ["GaussianMixture"]
 
@@ -107,10 +107,7 @@ def _dask_weights(sample_weight, chunks):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     if w_min < 0:
         raise ValueError("Negative values in data passed to `sample_weight`")
-    # relative weights, as in memory (``_validation._relative``): a mean of 1,
-    # dividing by the maximum first (tiny or huge weights change nothing)
-    w = w / w.max().compute()
-    return (w * (n / w.sum().compute())).persist()
+    return _relative(w).persist()  # as in memory: a mean of 1 (lazy on Dask arrays)
 
 
 def _block_log_prob(X, model, mode):
