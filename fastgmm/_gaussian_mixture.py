@@ -464,10 +464,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """The statistics' shift: each component's mean, or for the tiled 'full'
         kernels the common gshift."""
         if K_.uses_tiles(self._ct, n_features):
-            # a writable copy (the start zeroes weightless components' rows; with
-            # one component a broadcast view was already contiguous and read-only)
-            return np.array(np.broadcast_to(gshift, means.shape))
-        return np.array(means, dtype=np.float64)
+            # a writable C-ordered copy (the start zeroes weightless components'
+            # rows; with one component a broadcast view was already contiguous and
+            # read-only). C order: np.array keeps a broadcast's zero-stride layout as
+            # Fortran order, and the kernels compiled a second variant for it
+            return np.array(np.broadcast_to(gshift, means.shape), order="C")
+        return np.array(means, dtype=np.float64, order="C")
 
     def _em_stats(self, X, params):
         """One fused E+M pass at ``params``: its statistics, and their shifts."""

@@ -36,3 +36,24 @@ def test_core_package_does_not_import_dask():
          "m.startswith('dask.') or m == 'distributed' for m in sys.modules))"],
         capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+
+def test_the_tiled_path_compiles_no_other_variant():
+    """Every fit of float64 C-ordered data runs the same stats_pass variants,
+    whatever the path: the tiled 'full' path's shift was Fortran-ordered (a copy
+    of a broadcast), and its first fit compiled two more variants (18 s).
+    In a fresh process, so that no earlier test has added them already."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import numpy as np
+        from fastgmm import GaussianMixture, _kernels
+        rng = np.random.RandomState(0)
+        GaussianMixture(3, random_state=0).fit(rng.randn(600, 3))
+        before = len(_kernels.stats_pass.signatures)
+        GaussianMixture(3, random_state=0).fit(rng.randn(600, 20))
+        GaussianMixture(1, random_state=0).fit(rng.randn(600, 20))
+        print(before, len(_kernels.stats_pass.signatures))
+    """)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split())
+    assert after == before
