@@ -1,0 +1,49 @@
+"""One place for the Numba options and the geometry of a pass.
+
+Every kernel is a serial ``nogil`` function over a fixed range of row blocks;
+fastgmm's own threads (``_pool``) run several at once. No kernel uses
+``parallel=True``: serial kernels compile in a fraction of the time, leave
+Numba's threading layer untouched (nothing to be fork-unsafe, no process-wide
+thread count), and let several Python threads fit at once.
+
+Determinism: rows are cut into blocks of a constant size, blocks into ``chunks``
+(a number that depends only on the problem's shape), each chunk adds its blocks
+in order into its own slot, and the slots are added in order. No result depends
+on how many threads run or which thread ran which chunk.
+"""
+
+import numpy as np
+from numba import njit
+
+# No 'nnan'/'ninf': log-space code relies on -inf and NaN being honoured.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+BLOCK = 256  # rows per block
+MAX_CHUNKS = 64  # slots of a pass at most (the threads' shares are made of them)
+SLOT_BYTES = 64 << 20  # all slots of a pass together at most about this
+
+def jit(**kwargs):
+    """The package's kernels: cached, NumPy's error model, the fastmath set above."""
+    return njit(cache=True, error_model="numpy", fastmath=FASTMATH, nogil=True, **kwargs)
+
+def jit_exact(func):
+    """No fastmath, for sums whose order is part of the result (scikit-learn's
+    float32 order). ``fastmath=False`` is spelt out: a kernel that leaves it unset
+    inherits its caller's fastmath, whose 'reassoc' lets LLVM reorder the sum."""
+    return njit(cache=True, nogil=True, error_model="numpy", fastmath=False)(func)
+
+def n_chunks(n_blocks, slot_bytes):
+    """Slots of a pass: a function of the shape only (never of the thread count),
+    their memory capped at SLOT_BYTES."""
+    return int(max(1, min(n_blocks, MAX_CHUNKS, SLOT_BYTES // max(1, slot_bytes))))
+
+@jit()
+def block_range(c, n_blocks, n_chunk):
+    """Chunk c covers blocks [c * n_blocks // n_chunk, (c + 1) * n_blocks // n_chunk)."""
+    return c * n_blocks // n_chunk, (c + 1) * n_blocks // n_chunk
+
+def work_dtype(X):
+    """float32 data is worked on in float32 (scikit-learn's rule), anything else
+    (float64, integers) in float64."""
+
+    return np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
