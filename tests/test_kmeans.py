@@ -1,5 +1,8 @@
 """The Numba k-means start against scikit-learn's KMeans and kmeans_plusplus."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -11,7 +14,9 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from fastgmm import GaussianMixture
 from fastgmm._kmeans import (_center_shift_tot, _einsum_sq_norms32, _pairwise_sum_of_ones,
                              column_mean, first_center, kmeans_labels, kmeans_plusplus_indices,
-                             label_dtype, lloyd, lloyd_pass, rows_from_data, tolerance32)
+                             label_dtype, lloyd, lloyd_pass, rows_from_data, seeding_pass,
+                             sq_norms, tolerance32)
+from fastgmm._numba import BLOCK
 
 from conftest import INIT_PARAMS
 
@@ -116,34 +121,86 @@ def _thread_counts():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_kmeans_bitwise_identical_across_thread_counts(dtype):
-    """The k-means kernels under 1 and more threads (numba.set_num_threads, as
-    n_jobs sets it; restored after): the same rows, labels and centres, bit for
-    bit, weighted or not. 40k rows: 157 blocks, dozens a thread, and (float32)
-    k-means++ running sums across blocks. Under OpenMP's static schedule a
-    reduction that follows the threads (one accumulator a thread instead of one
-    a block) fails this; TBB may run loops this short on one thread, and then
-    nothing can tell."""
-    import numba
+def test_kmeans_bitwise_identical_across_thread_counts(dtype, monkeypatch):
+    """The k-means passes on 1, 2 and 3 threads (n_jobs; the budget raised so
+    that 3 is not capped on a small machine; 3 makes uneven shares): the same
+    rows, labels and centres, and the same potentials, block sums and float32
+    running sums of a seeding pass, bit for bit, weighted or not. 40k rows: 157
+    blocks, dozens a thread, and (float32) k-means++ running sums across blocks.
+    A kernel whose sums followed the threads (one accumulator a thread instead
+    of one a block) fails this."""
+    from fastgmm import _pool
 
+    monkeypatch.setattr(_pool, "budget", lambda: 4)
+    used = []
+    real_run = _pool.run
+
+    def counting_run(task, n_threads):
+        used.append(n_threads)
+        return real_run(task, n_threads)
+
+    monkeypatch.setattr(_pool, "run", counting_run)
     rng = np.random.RandomState(1)
     X = np.concatenate([rng.normal(size=(8000, 4)) * (1 + k) + 3 * k for k in range(5)])
     X = X.astype(dtype)
-    sw = rng.uniform(0.5, 2, size=X.shape[0])
-    before = numba.get_num_threads()
+    n = X.shape[0]
+    sw = rng.uniform(0.5, 2, size=n)
+    nblocks = (n + BLOCK - 1) // BLOCK
+    f32 = dtype == np.float32
+    xmean = column_mean(X)
+    C = np.ascontiguousarray(X[[5, 9000, 17000]] - xmean, dtype=np.float64)
+    cands = np.ascontiguousarray(X[[100, 20000, 30000, 39000, 7]] - xmean, dtype=np.float64)
     out = []
-    try:
-        for n in _thread_counts():
-            numba.set_num_threads(n)
-            rows = kmeans_plusplus_indices(X, 7, np.random.RandomState(0))
-            lab, cen, cnt = kmeans_labels(X, 7, np.random.RandomState(0))
-            lab_w, cen_w, _ = kmeans_labels(X, 7, np.random.RandomState(0), sample_weight=sw)
-            out.append((rows, lab, cen, cnt, lab_w, cen_w))
-    finally:
-        numba.set_num_threads(before)
+    for n_jobs in (1, 2, 3):
+        used.clear()
+        rows = kmeans_plusplus_indices(X, 7, np.random.RandomState(0), n_jobs=n_jobs)
+        rows_w = kmeans_plusplus_indices(X, 7, np.random.RandomState(0), sample_weight=sw,
+                                         n_jobs=n_jobs)
+        lab, cen, cnt = kmeans_labels(X, 7, np.random.RandomState(0), n_jobs=n_jobs)
+        lab_w, cen_w, _ = kmeans_labels(X, 7, np.random.RandomState(0), sample_weight=sw,
+                                        n_jobs=n_jobs)
+        res = [rows, rows_w, lab, cen, cnt, lab_w, cen_w]
+        for w in (np.zeros(0), sw):  # one seeding pass: centre 2 folded in, five candidates
+            cl = np.full(n, np.inf, dtype=X.dtype)
+            near = np.zeros(n, dtype=np.uint8)
+            prefix = np.zeros((nblocks + 1 if f32 else 0, 8), dtype=np.float32)
+            block_tot = np.empty((nblocks, cands.shape[0]))
+            for prev in (0, 1):
+                seeding_pass(X, xmean, w, C, sq_norms(C), near, cl, prev, f32, C[:1],
+                             np.empty((nblocks, 1)), prefix.copy(), n_jobs=n_jobs)
+            pots = seeding_pass(X, xmean, w, C, sq_norms(C), near, cl, 2, f32, cands, block_tot,
+                                prefix, n_jobs=n_jobs)
+            res += [pots, block_tot, prefix, cl]
+        assert max(used) == n_jobs, used  # the passes did run on that many threads
+        out.append(res)
     for res in out[1:]:
         for a, b in zip(out[0], res):
+            assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
+
+
+def test_kmeans_leaves_numbas_threading_layer_alone():
+    """The k-means runs on fastgmm's own threads: Numba's threading layer is never
+    started (in a fresh process, two threads)."""
+    code = """if True:
+        import numpy as np
+        from numba.np.ufunc import parallel
+        import fastgmm._kmeans as k
+        import fastgmm._pool as P
+
+        used = []
+        run = P.run
+        P.run = lambda task, n: (used.append(n), run(task, n))[1]
+        X = np.random.RandomState(0).rand(50_000, 3)
+        for data in (X, X.astype(np.float32)):
+            k.kmeans_labels(data, 4, np.random.RandomState(0), n_jobs=2)
+            k.kmeans_plusplus_indices(data, 4, np.random.RandomState(0), n_jobs=2)
+        assert max(used) == 2, used
+        assert hasattr(parallel, "_is_initialized")
+        assert not parallel._is_initialized
+    """
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=600)
 
 
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++"])

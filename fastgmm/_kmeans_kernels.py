@@ -1,0 +1,533 @@
+"""Numba kernels of the k-means start (the Python drivers are in ``_kmeans``).
+
+All serial: the passes over X are ``*_blocks`` kernels that a driver runs on
+fastgmm's threads (``_pool``), thread t taking its share ``block_range(t, gn,
+T)`` of a group of blocks. Each block writes only its own slots (a row of
+``block_tot``, a slot of the group buffers, its rows of ``labels``), and the
+driver adds the slots in block order (``column_totals``, ``add_lloyd_slots``,
+``prefix_rows``): no result depends on the thread count.
+"""
+
+import numpy as np
+from llvmlite import ir as llvm_ir
+from numba.core import types
+from numba.extending import intrinsic
+
+from ._numba import BLOCK, block_range, jit, jit_exact
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (``llvm.fma``), as OpenBLAS's sgemm kernel adds products."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = context.get_value_type(sig.return_type)
+        fnty = llvm_ir.FunctionType(ty, [ty, ty, ty])
+        return builder.call(builder.module.declare_intrinsic("llvm.fma", [ty], fnty), args)
+
+    return a(a, b, c), codegen
+
+
+# --- sequential column sums (the centring mean and the float32 variance) ---
+
+
+@jit_exact
+def sequential_sums(X, m, sq, acc):
+    """acc[a] += X[i, a] (``sq``: (X[i, a] - m[a])**2) row after row, in acc's
+    dtype: numpy's order for ``X.sum(axis=0)`` and for ``np.var(X, axis=0)``'s sum
+    of squares on a C-ordered array of more than one column, and its dtype."""
+    n, d = X.shape
+    for i in range(n):
+        for a in range(d):
+            if sq:
+                v = X[i, a] - m[a]
+                acc[a] += v * v
+            else:
+                acc[a] += X[i, a]
+
+
+@jit_exact
+def _col0_term(X, m, zero, sq, i):
+    v = zero + X[i, 0]
+    if sq:
+        v = (v - m) * (v - m)
+    return v
+
+
+@jit_exact
+def pairwise_col0(X, m, zero, sq, lo, n):
+    """numpy's pairwise_sum of X[lo:lo + n, 0] (``sq``: of (x - m)**2) in zero's
+    dtype: eight accumulators on blocks of up to 128, halves above. One column
+    of a C-ordered array is contiguous, and numpy sums it so, not row by row."""
+    if n < 8:
+        res = zero
+        for i in range(lo, lo + n):
+            res += _col0_term(X, m, zero, sq, i)
+        return res
+    if n <= 128:
+        r0, r1 = _col0_term(X, m, zero, sq, lo), _col0_term(X, m, zero, sq, lo + 1)
+        r2, r3 = _col0_term(X, m, zero, sq, lo + 2), _col0_term(X, m, zero, sq, lo + 3)
+        r4, r5 = _col0_term(X, m, zero, sq, lo + 4), _col0_term(X, m, zero, sq, lo + 5)
+        r6, r7 = _col0_term(X, m, zero, sq, lo + 6), _col0_term(X, m, zero, sq, lo + 7)
+        i = lo + 8
+        end = lo + n - n % 8
+        while i < end:
+            r0 += _col0_term(X, m, zero, sq, i)
+            r1 += _col0_term(X, m, zero, sq, i + 1)
+            r2 += _col0_term(X, m, zero, sq, i + 2)
+            r3 += _col0_term(X, m, zero, sq, i + 3)
+            r4 += _col0_term(X, m, zero, sq, i + 4)
+            r5 += _col0_term(X, m, zero, sq, i + 5)
+            r6 += _col0_term(X, m, zero, sq, i + 6)
+            r7 += _col0_term(X, m, zero, sq, i + 7)
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < lo + n:
+            res += _col0_term(X, m, zero, sq, i)
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return pairwise_col0(X, m, zero, sq, lo, n2) + pairwise_col0(X, m, zero, sq, lo + n2, n - n2)
+
+
+# --- distances of a block of rows ---
+
+
+@jit()
+def sq_norms(A):
+    """Squared norm of each row of A: the centres' |c|^2, one loop for every
+    caller so that a centre's norm has the same bits as candidate and as centre."""
+    out = np.zeros(A.shape[0])
+    for k in range(A.shape[0]):
+        for a in range(A.shape[1]):
+            out[k] += A[k, a] * A[k, a]
+    return out
+
+
+@jit()
+def _load_centred(X, start, stop, xmean, XT, xsq):
+    """Rows [start, stop) of X minus xmean, transposed into XT (d, B) in XT's
+    dtype, and their squared norms: the loops below then run over contiguous rows."""
+    d = X.shape[1]
+    B = stop - start
+    for i in range(B):
+        for a in range(d):
+            XT[a, i] = X[start + i, a] - xmean[a]
+    for i in range(B):
+        xsq[i] = 0.0
+    for a in range(d):
+        for i in range(B):
+            xsq[i] += XT[a, i] * XT[a, i]
+
+
+@jit()
+def _dots(XT, B, c, out):
+    """out[i] = x_i . c over the block, four features a sweep (fewer loads and
+    stores of ``out`` than one feature a sweep)."""
+    d = XT.shape[0]
+    r = d % 4
+    for i in range(B):
+        out[i] = 0.0
+    for a in range(r):
+        ca = c[a]
+        for i in range(B):
+            out[i] += XT[a, i] * ca
+    for a in range(r, d, 4):
+        c0, c1, c2, c3 = c[a], c[a + 1], c[a + 2], c[a + 3]
+        for i in range(B):
+            out[i] += (XT[a, i] * c0 + XT[a + 1, i] * c1) + (XT[a + 2, i] * c2 + XT[a + 3, i] * c3)
+
+
+@jit()
+def _sq_dist(XT, B, c, csq, xsq, out):
+    """scikit-learn's squared distance (-2 x.c + |c|^2) + |x|^2, clipped at 0."""
+    _dots(XT, B, c, out)
+    for i in range(B):
+        out[i] = max(-2.0 * out[i] + csq + xsq[i], 0.0)
+
+
+@jit()
+def _round32(out, B):
+    """Round out[:B] to float32 (scikit-learn stores its float64 distances so)."""
+    for i in range(B):
+        out[i] = np.float32(out[i])
+
+
+@jit()
+def _dots_gather(XT, B, C, near, start, out):
+    """out[i] = x_i . C[near[start + i]], features grouped as in ``_dots`` (the same
+    bits as ``_sq_dist`` gives for that centre); rows innermost: a gather from C
+    that vectorises."""
+    d = XT.shape[0]
+    r = d % 4
+    for i in range(B):
+        out[i] = 0.0
+    for a in range(r):
+        for i in range(B):
+            out[i] += XT[a, i] * C[near[start + i], a]
+    for a in range(r, d, 4):
+        for i in range(B):
+            k = near[start + i]
+            out[i] += ((XT[a, i] * C[k, a] + XT[a + 1, i] * C[k, a + 1])
+                       + (XT[a + 2, i] * C[k, a + 2] + XT[a + 3, i] * C[k, a + 3]))
+
+
+@jit()
+def _block_closest(XT, B, C, csqC, near, cl, start, prev, fold, f32, xsq, out, tmp):
+    """out[i]: the squared distance of row i to its nearest chosen centre (rounded
+    to float32 with ``f32``), folding in centre ``prev`` if prev >= 0 (and, with
+    ``fold``, keeping the result). Two ways to know the nearest centre so far:
+    ``cl`` non-empty holds each row's distance to it (no gather); empty ``cl``:
+    ``near`` holds its index and the distance is recomputed (a gather from C;
+    1 byte a row, for data read from disk)."""
+    if cl.shape[0] > 0:
+        for i in range(B):
+            out[i] = cl[start + i]
+        if prev >= 0:
+            _sq_dist(XT, B, C[prev], csqC[prev], xsq, tmp)
+            if f32:
+                _round32(tmp, B)
+            for i in range(B):  # branch-free: vectorises
+                out[i] = min(out[i], tmp[i])
+            if fold:
+                for i in range(B):
+                    cl[start + i] = out[i]
+        return
+    _dots_gather(XT, B, C, near, start, out)
+    for i in range(B):
+        out[i] = max(-2.0 * out[i] + csqC[near[start + i]] + xsq[i], 0.0)
+    if f32:
+        _round32(out, B)
+    if prev >= 0:
+        _sq_dist(XT, B, C[prev], csqC[prev], xsq, tmp)
+        if f32:
+            _round32(tmp, B)
+        for i in range(B):
+            if tmp[i] < out[i]:
+                out[i] = tmp[i]
+                if fold:
+                    near[start + i] = prev
+
+
+# --- k-means++ ---
+
+
+@jit()
+def _seed_block(X, xmean, sw, C, csqC, near, cl, prev, f32, cands, csq, block_tot, gb, b):
+    """Block b of a seeding pass: its candidates' block sums, and with ``f32``
+    their float32 terms into gb[t, :B]."""
+    n, d = X.shape
+    start = b * BLOCK
+    stop = min(n, start + BLOCK)
+    B = stop - start
+    unit = sw.shape[0] == 0
+    # separate arrays: views of one would keep LLVM from vectorising (aliasing)
+    XT, xsq, closest, tmp = np.empty((d, B)), np.empty(B), np.empty(B), np.empty(B)
+    _load_centred(X, start, stop, xmean, XT, xsq)
+    _block_closest(XT, B, C, csqC, near, cl, start, prev, True, f32, xsq, closest, tmp)
+    for t in range(cands.shape[0]):
+        # _sq_dist here and for the fold next round: the chosen candidate's
+        # distances have the same bits as its block sums
+        _sq_dist(XT, B, cands[t], csq[t], xsq, tmp)
+        if f32:
+            _round32(tmp, B)
+        for i in range(B):
+            tmp[i] = min(closest[i], tmp[i])
+        if not unit:
+            for i in range(B):
+                tmp[i] *= sw[start + i]  # exact: float32 weights and distances
+        acc = 0.0
+        for i in range(B):
+            acc += tmp[i]
+        block_tot[b, t] = acc
+        if f32:
+            for i in range(B):
+                gb[t, i] = tmp[i]
+
+
+@jit()
+def seed_blocks(X, xmean, sw, C, csqC, near, cl, prev, f32, cands, csq, block_tot, gbuf, g0, gn,
+                t, T):
+    """Thread t of T in a seeding pass: ``_seed_block`` for its share of blocks
+    g0 .. g0 + gn - 1, block g0 + j writing block_tot[g0 + j] and gbuf[j]."""
+    lo, hi = block_range(t, gn, T)
+    for j in range(lo, hi):
+        _seed_block(X, xmean, sw, C, csqC, near, cl, prev, f32, cands, csq, block_tot, gbuf[j],
+                    g0 + j)
+
+
+@jit_exact
+def column_totals(A):
+    """The column sums of A, its rows added in order (the potentials from the
+    block sums)."""
+    out = np.zeros(A.shape[1])
+    for b in range(A.shape[0]):
+        for t in range(A.shape[1]):
+            out[t] += A[b, t]
+    return out
+
+
+@jit_exact
+def _running_sums32(v, B, runs):
+    """runs[t] += v[t, 0] + ... + v[t, B - 1], added one at a time in float32
+    (np.cumsum's order), eight lanes t at a time held in registers."""
+    for t0 in range(0, runs.shape[0], 8):
+        r0, r1, r2, r3 = runs[t0], runs[t0 + 1], runs[t0 + 2], runs[t0 + 3]
+        r4, r5, r6, r7 = runs[t0 + 4], runs[t0 + 5], runs[t0 + 6], runs[t0 + 7]
+        for i in range(B):
+            r0 = np.float32(r0 + v[t0, i])
+            r1 = np.float32(r1 + v[t0 + 1, i])
+            r2 = np.float32(r2 + v[t0 + 2, i])
+            r3 = np.float32(r3 + v[t0 + 3, i])
+            r4 = np.float32(r4 + v[t0 + 4, i])
+            r5 = np.float32(r5 + v[t0 + 5, i])
+            r6 = np.float32(r6 + v[t0 + 6, i])
+            r7 = np.float32(r7 + v[t0 + 7, i])
+        runs[t0], runs[t0 + 1], runs[t0 + 2], runs[t0 + 3] = r0, r1, r2, r3
+        runs[t0 + 4], runs[t0 + 5], runs[t0 + 6], runs[t0 + 7] = r4, r5, r6, r7
+
+
+@jit_exact
+def prefix_rows(gb, b0, gn, n, prefix, runs):
+    """prefix[b0 + j] = runs, then the rows of block b0 + j added to runs, for
+    the gn blocks of a group buffer, in order."""
+    for j in range(gn):
+        start = (b0 + j) * BLOCK
+        prefix[b0 + j] = runs
+        _running_sums32(gb[j], min(n, start + BLOCK) - start, runs)
+
+
+@jit()
+def weighted_search(X, xmean, sw, C, csqC, near, cl, prev, tot, rand_vals, out):
+    """out[j] = first i with cumsum(sw * closest)[i] >= rand_vals[j] (numpy's
+    searchsorted, side 'left'), found from the block sums ``tot`` and a scan of
+    one block, its distances recomputed; n - 1 where rounding leaves the value
+    past the end (scikit-learn clips). float64 data; float32 data searches its
+    float32 running sums (``prefix_search``)."""
+    n, d = X.shape
+    nblocks = tot.shape[0]
+    unit = sw.shape[0] == 0
+    XT_, xsq_, cl_, tmp_ = np.empty((d, BLOCK)), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    for j in range(rand_vals.shape[0]):
+        r = rand_vals[j]
+        cum = 0.0
+        res = n - 1
+        for b in range(nblocks):
+            if cum + tot[b] < r:
+                cum += tot[b]
+                continue
+            start = b * BLOCK
+            stop = min(n, start + BLOCK)
+            B = stop - start
+            XT, xsq, closest, tmp = XT_[:, :B], xsq_[:B], cl_[:B], tmp_[:B]
+            _load_centred(X, start, stop, xmean, XT, xsq)
+            _block_closest(XT, B, C, csqC, near, cl, start, prev, False, False, xsq, closest,
+                           tmp)
+            found = False
+            for i in range(B):
+                cum += closest[i] if unit else sw[start + i] * closest[i]
+                if cum >= r:
+                    res = start + i
+                    found = True
+                    break
+            if found:
+                break
+        out[j] = res
+
+
+@jit_exact
+def _first_reach32(v, B, run, r):
+    """The first i whose float32 running sum from ``run`` is >= r, else B - 1."""
+    for i in range(B):
+        run = np.float32(run + v[i])
+        if run >= r:
+            return i
+    return B - 1
+
+
+@jit()
+def prefix_search(X, xmean, sw, C, csqC, near, cl, prev, prefix, lane, rand_vals, out):
+    """float32 data: out[j] = first i with cumsum[i] >= rand_vals[j] (numpy's
+    searchsorted, side 'left'), cumsum the float32 running sums of the distances
+    to the nearest centre (centre ``prev`` folded in), whose value before each
+    block the seeding pass left in prefix[:, lane]: the first block whose running
+    sum reaches the value, then a float32 scan of that block from its prefix,
+    its distances recomputed; n - 1 past the end (scikit-learn clips)."""
+    n, d = X.shape
+    nblocks = prefix.shape[0] - 1
+    unit = sw.shape[0] == 0
+    XT_, xsq_, cl_, tmp_ = np.empty((d, BLOCK)), np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    v_ = np.empty(BLOCK, dtype=np.float32)
+    for j in range(rand_vals.shape[0]):
+        r = rand_vals[j]
+        res = n - 1
+        if prefix[nblocks, lane] >= r:
+            lo, hi = 0, nblocks - 1  # the first b with prefix[b + 1] >= r
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if prefix[mid + 1, lane] >= r:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            start = lo * BLOCK
+            stop = min(n, start + BLOCK)
+            B = stop - start
+            XT, xsq, closest, tmp, v = XT_[:, :B], xsq_[:B], cl_[:B], tmp_[:B], v_[:B]
+            _load_centred(X, start, stop, xmean, XT, xsq)
+            _block_closest(XT, B, C, csqC, near, cl, start, prev, False, True, xsq, closest, tmp)
+            for i in range(B):
+                v[i] = closest[i] if unit else closest[i] * sw[start + i]
+            res = start + _first_reach32(v, B, prefix[lo, lane], r)
+        out[j] = res
+
+
+@jit()
+def pick_uniform(n, pval, u):
+    """numpy's ``choice(n, p)`` for p = pval everywhere, after its draw u: the
+    first i with cumsum(p)[i] / cumsum(p)[-1] > u (sequential sums, as numpy's)."""
+    last = 0.0
+    for i in range(n):
+        last += pval
+    s = 0.0
+    for i in range(n):
+        s += pval
+        if s / last > u:
+            return i
+    return n - 1
+
+
+# --- Lloyd ---
+
+
+@jit_exact
+def _assign32(XT, B, centers, csq, acc, best, lab):
+    """scikit-learn's float32 assignment of a block: |c|^2 - 2 x.c in float32,
+    x.c a fused multiply-add chain over the features in order, the first minimum.
+    That is OpenBLAS sgemm's order on scikit-learn's 256-row chunks below 8
+    features (measured; tests compare the labels for d = 2, 3, 5); from 8
+    features on sgemm sums in an order not reproduced here, so near-ties can
+    fall the other way."""
+    d = XT.shape[0]
+    r = d % 4
+    m2 = np.float32(-2.0)
+    for i in range(B):
+        best[i] = np.float32(np.inf)
+        lab[i] = np.float32(0.0)
+    for k in range(centers.shape[0]):
+        for i in range(B):
+            acc[i] = np.float32(0.0)
+        for a in range(0, d - r, 4):  # four features a sweep, still one chain in order
+            c0, c1, c2, c3 = centers[k, a], centers[k, a + 1], centers[k, a + 2], centers[k, a + 3]
+            for i in range(B):
+                acc[i] = _fma(XT[a + 3, i], c3, _fma(XT[a + 2, i], c2,
+                              _fma(XT[a + 1, i], c1, _fma(XT[a, i], c0, acc[i]))))
+        for a in range(d - r, d):
+            ca = centers[k, a]
+            for i in range(B):
+                acc[i] = _fma(XT[a, i], ca, acc[i])
+        ck = csq[k]
+        kf = np.float32(k)
+        for i in range(B):  # branch-free, so that it vectorises
+            dist = ck + m2 * acc[i]
+            lt = dist < best[i]
+            lab[i] = kf if lt else lab[i]
+            best[i] = min(dist, best[i])
+
+
+@jit()
+def lloyd_blocks(X, xmean, sw, centers, csq, labels, first, update, g0, gn, g_sums, g_w, g_cnt,
+                 g_changed, g_sq, f32, t, T):
+    """Thread t of T in a Lloyd pass, its share of blocks g0 .. g0 + gn - 1:
+    assigns each row to the nearest centre (scikit-learn's |c|^2 - 2 x.c, first
+    minimum on ties; ``f32``: float32 centres and ``csq``, ``_assign32``) and
+    fills block g0 + j's slot j: rows a label (g_cnt), labels changed (all on
+    the ``first`` pass), sum of the centred rows' squared norms (g_sq) and, with
+    ``update``, the weighted rows' sums and weights a label."""
+    n, d = X.shape
+    K = centers.shape[0]
+    unit = sw.shape[0] == 0
+    lo, hi = block_range(t, gn, T)
+    for j in range(lo, hi):
+        start = (g0 + j) * BLOCK
+        stop = min(n, start + BLOCK)
+        B = stop - start
+        # the centres' dtype: float32 rows for float32 data (x - mean is float32)
+        XT, xsq = np.empty((d, B), dtype=centers.dtype), np.empty(B)
+        dot, best, lab = (np.empty(B, dtype=centers.dtype), np.empty(B, dtype=centers.dtype),
+                          np.empty(B, dtype=centers.dtype))  # separate arrays (aliasing)
+        _load_centred(X, start, stop, xmean, XT, xsq)
+        acc = 0.0
+        for i in range(B):
+            acc += xsq[i]
+        g_sq[j] = acc
+        if f32:
+            _assign32(XT, B, centers, csq, dot, best, lab)
+        else:
+            for i in range(B):
+                best[i] = np.inf
+                lab[i] = 0.0
+            for k in range(K):
+                _dots(XT, B, centers[k], dot)
+                ck = csq[k]
+                kf = np.float64(k)
+                for i in range(B):  # branch-free, so that it vectorises
+                    dist = ck - 2.0 * dot[i]
+                    lt = dist < best[i]
+                    lab[i] = kf if lt else lab[i]
+                    best[i] = min(dist, best[i])
+        nchg = 0
+        g_cnt[j] = 0
+        for i in range(B):
+            k = np.int64(lab[i])
+            nchg += labels[start + i] != k
+            labels[start + i] = k
+            g_cnt[j, k] += 1
+        g_changed[j] = B if first else nchg
+        if update:
+            g_sums[j] = 0.0
+            g_w[j] = 0.0
+            for i in range(B):
+                k = np.int64(lab[i])
+                w = 1.0 if unit else sw[start + i]
+                g_w[j, k] += w
+                for a in range(d):
+                    g_sums[j, k, a] += XT[a, i] * w
+
+
+@jit_exact
+def add_lloyd_slots(gn, update, g_sums, g_w, g_cnt, g_changed, g_sq, sums, weights, counts, sq):
+    """Adds slots 0 .. gn - 1 of ``lloyd_blocks`` in order into ``counts``,
+    ``weights``, ``sums`` (with ``update``) and sq[0]; returns the labels changed."""
+    K, d = sums.shape
+    changed = 0
+    for j in range(gn):
+        changed += g_changed[j]
+        sq[0] += g_sq[j]
+        for k in range(K):
+            counts[k] += g_cnt[j, k]
+            if update:
+                weights[k] += g_w[j, k]
+                for a in range(d):
+                    sums[k, a] += g_sums[j, k, a]
+    return changed
+
+
+@jit()
+def sq_dist_blocks(X, xmean, centers, labels, out, t, T):
+    """Thread t of T: out[i] = |x_i - xmean - centers[labels[i]]|^2 on its share
+    of the blocks."""
+    n, d = X.shape
+    lo, hi = block_range(t, (n + BLOCK - 1) // BLOCK, T)
+    for b in range(lo, hi):
+        start = b * BLOCK
+        stop = min(n, start + BLOCK)
+        for i in range(start, stop):
+            acc = 0.0
+            k = labels[i]
+            for a in range(d):
+                v = X[i, a] - xmean[a] - centers[k, a]
+                acc += v * v
+            out[i] = acc
