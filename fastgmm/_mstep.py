@@ -1,16 +1,21 @@
-"""Sufficient statistics -> parameters, and parameters -> kernel arguments.
+"""The M-step's linear algebra: statistics -> parameters, and parameters -> the
+E-step kernels' arguments.
 
-The statistics come from ``_kernels.stats_pass`` (float64, shifted by the
-current means, see there). Everything here is O(K d^2) or O(K d^3) work on
+The statistics come from ``_accumulate`` (a ``_stats.Stats``: float64, about
+shifts near the current means). Everything here is O(K d^2) or O(K d^3) work on
 small arrays. The precision-Cholesky helpers follow scikit-learn's
 ``sklearn/mixture/_gaussian_mixture.py`` (same names, same conventions, same
 error message) so that a reader who knows scikit-learn knows where to look.
 """
 
+import math
+
 import numpy as np
 from scipy import linalg
 
-from ._kernels import DIAG, FULL, SPHERICAL, TIED, precision_cholesky_batch
+from ._estep import DIAG, FULL, SPHERICAL, TIED
+from ._numba import jit
+from ._stats import sym_upper
 
 ILL_DEFINED = (
     "Fitting the mixture model failed because some components have "
@@ -24,29 +29,7 @@ FLOAT32_HINT = (
 )
 
 
-class Stats:
-    """Additive sufficient statistics of one or more passes (float64)."""
-
-    def __init__(self, n_components, n_features, ct):
-        K, d = n_components, n_features
-        self.nk = np.zeros(K)
-        self.s1 = np.zeros((K, d))
-        if ct == FULL:
-            self.s2 = np.zeros((K, d, d))
-        elif ct == TIED:
-            self.s2 = np.zeros((1, d + 1, d))
-        else:
-            self.s2 = np.zeros((K, 1, d))
-        self.ll = 0.0
-
-
-def _sym_upper(a):
-    """Fill the lower triangle of each (.., d, d) matrix from its upper triangle."""
-    upper = np.triu(a)
-    return upper + np.swapaxes(np.triu(a, 1), -1, -2)
-
-
-def estimate_gaussian_parameters(stats, shift, gshift, ct, reg_covar, eps, wsum):
+def estimate_gaussian_parameters(stats, reg_covar, eps, wsum):
     """nk, means, covariances (float64) from shifted statistics.
 
     Equal to scikit-learn's ``_estimate_gaussian_parameters`` on the same
@@ -54,12 +37,13 @@ def estimate_gaussian_parameters(stats, shift, gshift, ct, reg_covar, eps, wsum)
     responsibility-weighted scatter about the *new* means, plus ``reg_covar``
     on the diagonal.
     """
+    ct, shift, gshift = stats.ct, stats.shift, stats.gshift
     rsum = stats.nk
     nk = rsum + 10 * eps
     dm = stats.s1 / nk[:, None]  # new mean - shift
     means = shift + dm
     if ct == FULL:
-        s2 = _sym_upper(stats.s2)
+        s2 = sym_upper(stats.s2)
         cross = stats.s1[:, :, None] * dm[:, None, :]
         cov = (s2 - cross - np.swapaxes(cross, 1, 2)
                + rsum[:, None, None] * dm[:, :, None] * dm[:, None, :]) / nk[:, None, None]
@@ -80,7 +64,7 @@ def estimate_gaussian_parameters(stats, shift, gshift, ct, reg_covar, eps, wsum)
         # terms matter for 'random_from_data' and 'k-means++' starts, where
         # scikit-learn's formula is applied as it is.
         d = shift.shape[1]
-        s2 = _sym_upper(stats.s2[0, :d])
+        s2 = sym_upper(stats.s2[0, :d])
         e = stats.s2[0, d]
         c = means - gshift
         ek = stats.s1 + rsum[:, None] * (shift - gshift)
@@ -170,8 +154,26 @@ def compute_log_det_cholesky(prec_chol, ct, n_features):
     return n_features * np.log(pc)
 
 
-def kernel_params(weights, means, prec_chol, ct):
-    """The float64 parameter tuple that the kernels take (see ``_kernels``)."""
+class EStep(tuple):
+    """What the E-step kernels need per component (see ``_estep``), float64:
+    (means, pc, aux, log_det, log_w), plus the type code ``ct`` and ``gshift``,
+    the weights' average of the means (the tiled path's and tied scatter's shift)."""
+
+    def __new__(cls, ct, means, pc, aux, log_det, log_w, gshift):
+        self = super().__new__(cls, (means, pc, aux, log_det, log_w))
+        self.ct, self.gshift = ct, gshift
+        return self
+
+    def __reduce__(self):  # to Dask workers
+        return (EStep, (self.ct, *self, self.gshift))
+
+    @property
+    def means(self):
+        return self[0]
+
+
+def estep_params(weights, means, prec_chol, ct):
+    """The E-step kernels' arguments at these parameters (``EStep``)."""
     means = np.ascontiguousarray(means, dtype=np.float64)
     K, d = means.shape
     pc64 = np.asarray(prec_chol, dtype=np.float64)
@@ -191,7 +193,8 @@ def kernel_params(weights, means, prec_chol, ct):
     log_det = np.ascontiguousarray(np.broadcast_to(log_det, (K,)), dtype=np.float64)
     with np.errstate(divide="ignore"):
         log_w = np.log(np.asarray(weights, dtype=np.float64))
-    return means, pc, aux, log_det, log_w
+    gshift = np.asarray(weights, dtype=np.float64) @ means
+    return EStep(ct, means, pc, aux, log_det, log_w, gshift)
 
 
 def n_parameters(covariance_type, n_components, n_features):
@@ -206,3 +209,42 @@ def n_parameters(covariance_type, n_components, n_features):
     mean_params = n_features * n_components
     return int(cov_params + mean_params + n_components - 1)
 
+
+@jit()
+def precision_cholesky_batch(cov, out):
+    """out[k] = inv(cholesky(cov[k])).T, upper-triangular, for each (d, d) matrix.
+
+    Returns False when a factorisation fails (a pivot <= 0 or NaN), where LAPACK's
+    potrf would. Small matrices: plain loops beat a LAPACK call per component.
+    """
+    K, d, _ = cov.shape
+    L = np.zeros((d, d))
+    Z = np.zeros((d, d))
+    for k in range(K):
+        for j in range(d):
+            s = cov[k, j, j]
+            for p in range(j):
+                s -= L[j, p] * L[j, p]
+            if not s > 0.0:
+                return False
+            ljj = math.sqrt(s)
+            L[j, j] = ljj
+            for i in range(j + 1, d):
+                t = cov[k, i, j]
+                for p in range(j):
+                    t -= L[i, p] * L[j, p]
+                L[i, j] = t / ljj
+        # Z = L^-1 (lower) by forward substitution, column by column
+        for c in range(d):
+            for i in range(c):
+                Z[i, c] = 0.0
+            Z[c, c] = 1.0 / L[c, c]
+            for i in range(c + 1, d):
+                t = 0.0
+                for p in range(c, i):
+                    t -= L[i, p] * Z[p, c]
+                Z[i, c] = t / L[i, i]
+        for i in range(d):
+            for j in range(d):
+                out[k, i, j] = Z[j, i]
+    return True

@@ -29,11 +29,11 @@ import dask.array as da
 import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 
-from . import _kernels as K_
+from ._base import check_n_samples
+from ._engine import CPUEngine
 from ._gaussian_mixture import GaussianMixture as _InMemoryGaussianMixture
-from ._gaussian_mixture import _add_stats, _threads, _work_dtype
+from ._numba import work_dtype
 from ._validation import _relative, check_sample_weight
 
 __all__ = ["GaussianMixture"]
@@ -41,25 +41,95 @@ __all__ = ["GaussianMixture"]
 _FAN_IN = 8  # statistics added per task of the tree reduction
 
 
-def _chunk_stats(X, w, mode, params, n_jobs):
-    """A worker's task: statistics of one chunk, from the in-memory kernel."""
-    kp, shift, gshift, ct, K, dtype = params
-    est = _InMemoryGaussianMixture(K, n_jobs=n_jobs)
-    est._ct, est._dtype = ct, np.dtype(dtype)
-    est._w = np.ascontiguousarray(w, dtype=np.float64)
+def _frozen(ep):
+    """A copy of the E-step parameters for tasks (a later refit or an edit of the
+    fitted attributes changes nothing in a graph built before)."""
+    out = type(ep)(ep.ct, *(np.array(a) for a in ep), np.array(ep.gshift))
+    return out
+
+
+def _chunk_stats(X, w, ep, n_jobs):
+    """A worker's task: the statistics of one chunk, from the in-memory engine
+    (the same shifts in every chunk: they come from ``ep`` alone)."""
     X = np.asarray(X)
     X = X if X.flags.c_contiguous and X.dtype in (np.float32, np.float64) else \
-        np.ascontiguousarray(X, dtype=dtype)
+        np.ascontiguousarray(X, dtype=work_dtype(X))
     X.flags.writeable = False
-    with _threads(n_jobs):
-        return est._stats(X, mode, kp, shift, gshift)
+    w = None if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    return CPUEngine(X, w, n_jobs).stats(ep)
 
 
 def _sum_stats(*parts):
     total = parts[0]
     for p in parts[1:]:
-        total = _add_stats(total, p)
+        total = total + p
     return total
+
+
+def _block_log_prob(X, ep, out, n_jobs, estimator):
+    """A worker's task: log-likelihoods, labels or responsibilities of one block,
+    from the in-memory engine and frozen parameters."""
+    _check_finite(X, "X", estimator)
+    X = np.ascontiguousarray(X, dtype=work_dtype(np.asarray(X[:0])))
+    X.flags.writeable = False
+    return CPUEngine(X, None, n_jobs).log_prob(ep, out)
+
+
+class DaskEngine:
+    """The engine for a Dask array: one task per chunk of rows running the
+    in-memory engine, a tree reduction of the statistics in a fixed order, lazy
+    outputs; the start is made in memory on a sample (``for_start``)."""
+
+    def __init__(self, X, w, n_jobs, init_sample_size=None):
+        self.X, self.w, self.n_jobs = X, w, n_jobs
+        self.n_samples, self.n_features = X.shape
+        self.init_sample_size = init_sample_size
+        self.dtype = work_dtype(X)
+        self.eps = float(np.finfo(self.dtype).eps)
+        self.wsum = float(w.sum().compute()) if w is not None else float(self.n_samples)
+
+    def stats(self, ep):
+        ep = dask.delayed(_frozen(ep), pure=True)
+        wblocks = (self.w.to_delayed().ravel() if self.w is not None
+                   else [None] * len(self.X.chunks[0]))
+        parts = [dask.delayed(_chunk_stats, pure=True)(xb, wb, ep, self.n_jobs)
+                 for xb, wb in zip(self.X.to_delayed().ravel(), wblocks)]
+        while len(parts) > 1:
+            parts = [dask.delayed(_sum_stats, pure=True)(*parts[i:i + _FAN_IN])
+                     for i in range(0, len(parts), _FAN_IN)]
+        return parts[0].compute()
+
+    def for_start(self, random_state, needs_rows):
+        """An in-memory engine for the start: ``init_sample_size`` rows drawn
+        uniformly without replacement by a NumPy Generator seeded from
+        ``random_state`` (O(sample) memory on the client, where RandomState's
+        choice would permute all n rows), or none where the start needs no rows."""
+        if not needs_rows:
+            return CPUEngine(np.empty((0, self.n_features), dtype=self.dtype), None,
+                             self.n_jobs)
+        n = self.n_samples
+        m = min(n, self.init_sample_size)
+        if m < n:
+            rng = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+            idx = np.sort(rng.choice(n, size=m, replace=False))
+        else:
+            idx = np.arange(n)
+        w = self.w if self.w is not None else da.ones(n, chunks=(self.X.chunks[0],))
+        Xs, ws = dask.compute(self.X[idx], w[idx])
+        Xs = np.ascontiguousarray(Xs)
+        Xs.flags.writeable = False
+        ws = None if np.all(ws == 1.0) else np.ascontiguousarray(ws, dtype=np.float64)
+        return CPUEngine(Xs, ws, self.n_jobs)
+
+    def log_prob(self, ep, out, name="GaussianMixture"):
+        X, ep = self.X, _frozen(ep)
+        kw = dict(ep=ep, out=out, n_jobs=self.n_jobs, estimator=name)
+        if out == "label":
+            return X.map_blocks(_block_log_prob, dtype=np.int64, drop_axis=1, **kw)
+        if out == "resp":
+            return X.map_blocks(_block_log_prob, dtype=X.dtype,
+                                chunks=(X.chunks[0], (ep.means.shape[0],)), **kw)
+        return X.map_blocks(_block_log_prob, dtype=X.dtype, drop_axis=1, **kw)
 
 
 def _with_chunk_sizes(A):
@@ -108,19 +178,6 @@ def _dask_weights(sample_weight, chunks):
     if w_min < 0:
         raise ValueError("Negative values in data passed to `sample_weight`")
     return _relative(w).persist()  # as in memory: a mean of 1 (lazy on Dask arrays)
-
-
-def _block_log_prob(X, model, mode):
-    """A worker's task: log-likelihoods, labels or responsibilities of one block,
-    from the in-memory kernel and a frozen copy of the fitted model."""
-    name, covariance_type, n_jobs, weights, means, precisions_cholesky = model
-    _check_finite(X, "X", name)
-    est = _InMemoryGaussianMixture(len(weights), covariance_type=covariance_type)
-    est.weights_, est.means_, est.precisions_cholesky_ = weights, means, precisions_cholesky
-    X = np.ascontiguousarray(X, dtype=_work_dtype(np.asarray(X[:0])))
-    X.flags.writeable = False
-    with _threads(n_jobs):
-        return est._log_prob_pass(X, mode)
 
 
 class GaussianMixture(_InMemoryGaussianMixture):
@@ -185,15 +242,19 @@ class GaussianMixture(_InMemoryGaussianMixture):
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input.")
-        dtype = _work_dtype(X)
+        dtype = work_dtype(X)
         return X.astype(dtype).rechunk({1: -1}), dtype
 
-    def fit(self, X, y=None, sample_weight=None):
-        self.fit_predict(X, y, sample_weight=sample_weight)
-        return self
+    def _engine(self, X, sample_weight):
+        if isinstance(X, da.Array):
+            return DaskEngine(X, sample_weight, self.n_jobs, self.init_sample_size)
+        return super()._engine(X, sample_weight)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit on a Dask array; returns the labels as a lazy Dask array."""
+        return super().fit_predict(X, y, sample_weight=sample_weight)
+
+    def _fit_checked(self, X, sample_weight, labels):
         self._validate_params()
         X, dtype = self._validate_dask(X, reset=True)
         X = _with_chunk_sizes(X)
@@ -201,87 +262,14 @@ class GaussianMixture(_InMemoryGaussianMixture):
         if n < 2:
             raise ValueError(f"Found array with {n} sample(s) (shape={X.shape}) while a "
                              f"minimum of 2 is required by {type(self).__name__}.")
-        if n < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components "
-                f"but got n_components = {self.n_components}, n_samples = {n}")
+        check_n_samples(n, self.n_components)
         dask.compute(_finite_checks(X, "X", type(self).__name__))
-        if sample_weight is None:
-            w = da.ones(n, chunks=(X.chunks[0],), dtype=np.float64)
-        else:
-            w = _dask_weights(sample_weight, X.chunks[0])
+        w = None if sample_weight is None else _dask_weights(sample_weight, X.chunks[0])
         inits = self._check_parameters(np.empty((0, X.shape[1]), dtype=dtype))
         self.__dict__.pop("_online", None)
         if self.warm_start and hasattr(self, "converged_"):
             self._check_fitted_params(X.shape[1])  # before a task reads them
-        self._dask_w = w
-        try:
-            return self._fit(X, w, inits)
-        finally:
-            del self._dask_w
-
-    # --------------------------------------------------- the distributed pass
-    def _set_weights(self, X, sw):
-        if not isinstance(X, da.Array):
-            return super()._set_weights(X, sw)
-        self._w = None  # the tasks read self._dask_w, chunk by chunk
-        self._wsum = float(self._dask_w.sum().compute())
-
-    def _stats(self, X, mode, kp, shift, gshift, R=None, labels=None, rows=None):
-        if not isinstance(X, da.Array):
-            return super()._stats(X, mode, kp, shift, gshift, R=R, labels=labels, rows=rows)
-        if mode != K_.MODE_EM:  # the start is made in memory, on a sample
-            raise NotImplementedError(mode)
-        params = dask.delayed(
-            (kp, shift, gshift, self._ct, self.n_components, self._dtype.name), pure=True)
-        parts = [dask.delayed(_chunk_stats, pure=True)(xb, wb, mode, params, self.n_jobs)
-                 for xb, wb in zip(X.to_delayed().ravel(), self._dask_w.to_delayed().ravel())]
-        while len(parts) > 1:
-            parts = [dask.delayed(_sum_stats, pure=True)(*parts[i:i + _FAN_IN])
-                     for i in range(0, len(parts), _FAN_IN)]
-        return parts[0].compute()
-
-    def _initialize_parameters(self, X, sw, random_state, inits):
-        if not isinstance(X, da.Array):
-            return super()._initialize_parameters(X, sw, random_state, inits)
-        weights_init, means_init, precisions_init = inits
-        if weights_init is not None and means_init is not None and precisions_init is not None:
-            return super()._initialize_parameters(
-                np.empty((0, X.shape[1]), dtype=self._dtype), None, random_state, inits)
-        n = X.shape[0]
-        m = min(n, self.init_sample_size)
-        if m < n:
-            # a Generator seeded from random_state: its choice without replacement
-            # needs O(m) memory on the client where RandomState's permutes all n rows
-            rng = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
-            idx = np.sort(rng.choice(n, size=m, replace=False))
-        else:
-            idx = np.arange(n)
-        Xs, ws = dask.compute(X[idx], self._dask_w[idx])
-        Xs = np.ascontiguousarray(Xs)
-        Xs.flags.writeable = False
-        saved = self._w, self._wsum
-        self._w, self._wsum = np.ascontiguousarray(ws), float(np.sum(ws))
-        try:
-            sample_sw = None if np.all(ws == 1.0) else self._w
-            return super()._initialize_parameters(Xs, sample_sw, random_state, inits)
-        finally:
-            self._w, self._wsum = saved
-
-    def _log_prob_pass(self, X, mode):
-        if not isinstance(X, da.Array):
-            return super()._log_prob_pass(X, mode)
-        # copies: a refit does not change a prediction made before it
-        fitted = (self.weights_, self.means_, self.precisions_cholesky_)
-        model = (type(self).__name__, self.covariance_type, self.n_jobs,
-                 *(np.array(a) for a in fitted))
-        if mode == 1:
-            return X.map_blocks(_block_log_prob, model=model, mode=1, dtype=np.int64,
-                                drop_axis=1)
-        if mode == 2:
-            return X.map_blocks(_block_log_prob, model=model, mode=2, dtype=X.dtype,
-                                chunks=(X.chunks[0], (self.means_.shape[0],)))
-        return X.map_blocks(_block_log_prob, model=model, mode=0, dtype=X.dtype, drop_axis=1)
+        return self._fit(self._engine(X, w), inits, labels)
 
     # ------------------------------------------------------------ prediction
     def _validate_X(self, X, reset):
@@ -289,26 +277,16 @@ class GaussianMixture(_InMemoryGaussianMixture):
             return self._validate_dask(X, reset)[0]
         return super()._validate_X(X, reset)
 
-    def _predict_dask(self, X, mode):
-        check_is_fitted(self)
-        X, _ = self._validate_dask(X, reset=False)
-        return self._log_prob_pass(X, mode)
+    def _log_prob(self, X, out):
+        if not isinstance(X, da.Array):
+            return super()._log_prob(X, out)
+        engine = self._predict_engine(X)
+        return engine.log_prob(self._estep(self._get_parameters(), None), out,
+                               name=type(self).__name__)
 
     def predict(self, X):
         """Labels; a lazy Dask array for Dask input."""
-        if isinstance(X, da.Array):
-            return self._predict_dask(X, 1)
         return super().predict(X)
-
-    def predict_proba(self, X):
-        if isinstance(X, da.Array):
-            return self._predict_dask(X, 2)
-        return super().predict_proba(X)
-
-    def score_samples(self, X):
-        if isinstance(X, da.Array):
-            return self._predict_dask(X, 0)
-        return super().score_samples(X)
 
     def score(self, X, y=None, sample_weight=None):
         if isinstance(X, da.Array):

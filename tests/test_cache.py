@@ -1,33 +1,69 @@
-"""The first call in a fresh process loads compiled kernels from the on-disk cache."""
+"""Compilation: kernels load from the on-disk cache in a second process, and a call
+compiles only what it runs (one covariance type, one mode, one path)."""
 
 import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent(
-    """
+KERNELS = """
+    import numba
+    from fastgmm import _accumulate, _estep, _kmeans_kernels, _mstep, _numba
+
+    def kernels():
+        out = list(_estep._KERNELS.values()) + list(_accumulate._KERNELS.values())
+        for mod in (_estep, _accumulate, _kmeans_kernels, _mstep, _numba):
+            out += [v for v in vars(mod).values()
+                    if isinstance(v, numba.core.registry.CPUDispatcher)]
+        return out
+"""
+
+
+def _run(code):
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(KERNELS)
+                          + textwrap.dedent(code)], capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.split()
+
+
+FIT = """
     import numpy as np
-    from fastgmm import GaussianMixture, _kernels
+    from fastgmm import GaussianMixture
     X = np.random.RandomState(0).normal(size=(1000, 2)).astype(np.{dtype})
     gm = GaussianMixture(3, random_state=0, covariance_type="{ct}").fit(X)
     gm.predict_proba(X)
-    misses = sum(len(k.stats.cache_misses) for k in (_kernels.stats_pass, _kernels.log_prob_pass))
-    hits = sum(len(k.stats.cache_hits) for k in (_kernels.stats_pass, _kernels.log_prob_pass))
+    misses = sum(len(k.stats.cache_misses) for k in kernels())
+    hits = sum(len(k.stats.cache_hits) for k in kernels())
     print(misses, hits)
-    """
-)
-
-
-def _run(dtype, ct):
-    out = subprocess.run([sys.executable, "-c", SCRIPT.format(dtype=dtype, ct=ct)],
-                         capture_output=True, text=True, check=True)
-    return [int(v) for v in out.stdout.split()]
+"""
 
 
 def test_second_process_does_not_recompile():
-    _run("float32", "diag")  # compiles (or loads) what this needs and fills the cache
-    misses, hits = _run("float32", "diag")
-    assert misses == 0 and hits >= 2
+    _run(FIT.format(dtype="float32", ct="diag"))  # compiles what this needs, fills the cache
+    misses, hits = map(int, _run(FIT.format(dtype="float32", ct="diag")))
+    assert misses == 0 and hits >= 4
+
+
+def test_a_fit_compiles_only_its_covariance_type_and_path():
+    """A 'full' fit at d = 2 and its predictions: nothing of 'tied', 'diag', the
+    tiled path or the given-responsibilities mode is compiled (or loaded)."""
+    out = _run("""
+        import numpy as np
+        from fastgmm import GaussianMixture
+        X = np.random.RandomState(0).normal(size=(1000, 2))
+        gm = GaussianMixture(3, random_state=0).fit(X)
+        gm.predict(X), gm.predict_proba(X), gm.score_samples(X)
+        unused = [_estep._block_log_prob_tied, _estep._block_log_prob_diag,
+                  _estep.block_log_prob_tiles, _estep.whitened_chunk,
+                  _accumulate._block_accumulate_diag, _accumulate._labels_tied,
+                  _accumulate._block_accumulate_whitened, _accumulate.whitened_to_shift,
+                  _accumulate._block_accumulate_tiles]
+        used = [_estep._block_log_prob_full, _accumulate._block_accumulate_full,
+                _accumulate._labels_rows]
+        print(sum(len(k.stats.cache_hits) + len(k.stats.cache_misses) for k in unused))
+        print(len(_accumulate._KERNELS), len(_estep._KERNELS))
+    """)
+    assert out == ["0", "2", "1"]  # EM and labels statistics; one log-prob pass
 
 
 def test_core_package_does_not_import_dask():
@@ -38,22 +74,16 @@ def test_core_package_does_not_import_dask():
     assert out.stdout.strip() == "False"
 
 
-
 def test_the_tiled_path_compiles_no_other_variant():
-    """Every fit of float64 C-ordered data runs the same stats_pass variants,
-    whatever the path: the tiled 'full' path's shift was Fortran-ordered (a copy
-    of a broadcast), and its first fit compiled two more variants (18 s).
-    In a fresh process, so that no earlier test has added them already."""
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+    """Every tiled fit of float64 C-ordered data runs one variant of each pass,
+    whatever K: the tiled shift was once Fortran-ordered (a copy of a broadcast),
+    and a first fit compiled more variants (18 s)."""
+    out = _run("""
         import numpy as np
-        from fastgmm import GaussianMixture, _kernels
+        from fastgmm import GaussianMixture
         rng = np.random.RandomState(0)
-        GaussianMixture(3, random_state=0).fit(rng.randn(600, 3))
-        before = len(_kernels.stats_pass.signatures)
         GaussianMixture(3, random_state=0).fit(rng.randn(600, 20))
         GaussianMixture(1, random_state=0).fit(rng.randn(600, 20))
-        print(before, len(_kernels.stats_pass.signatures))
-    """)], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    before, after = map(int, out.stdout.split())
-    assert after == before
+        print(*sorted(len(k.signatures) for k in _accumulate._KERNELS.values()))
+    """)
+    assert out == ["1", "1"]

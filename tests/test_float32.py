@@ -19,7 +19,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from fastgmm import GaussianMixture
-from fastgmm import _kernels as K_
+from fastgmm._accumulate import ZKEEP_BYTES
+from fastgmm._estep import TILE_BLOCK, TILE_WIDTH
 from fastgmm._mstep import compute_precision_cholesky
 
 from conftest import COV_TYPES, INIT_PARAMS, TOL
@@ -176,9 +177,9 @@ def test_tiled_step_with_recomputed_whitened_rows(dtype, d):
     (ZKEEP_BYTES) and recomputes the others for the statistics. One EM step against
     scikit-learn's float64 step, and the same bits on 1 and 2 threads."""
     K = 72
-    kc = K_.TILE_WIDTH // d
-    per_chunk = kc * d * K_.TILE_BLOCK * np.dtype(dtype).itemsize
-    assert -(-K // kc) > K_.ZKEEP_BYTES // per_chunk  # some chunks are recomputed
+    kc = TILE_WIDTH // d
+    per_chunk = kc * d * TILE_BLOCK * np.dtype(dtype).itemsize
+    assert -(-K // kc) > ZKEEP_BYTES // per_chunk  # some chunks are recomputed
     rng = np.random.RandomState(2)
     centres = rng.uniform(-20, 20, size=(K, d))
     X = (centres[rng.randint(K, size=8000)] + rng.normal(size=(8000, d))).astype(dtype)

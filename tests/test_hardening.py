@@ -250,16 +250,16 @@ def test_overlapping_calls_leave_blas_threads_as_they_were(d):
 
 def test_the_tiled_path_holds_blas_at_one_thread_while_it_runs():
     """The counted limit does limit (the test above checks what is left after)."""
-    from fastgmm._gaussian_mixture import _threads
+    from fastgmm._pool import blas_one_thread
 
     before = _blas_threads()
-    with _threads(None, blas=True):
+    with blas_one_thread():
         assert all(n == 1 for _, _, n in _blas_threads())
-        with _threads(1, blas=True):  # nested: still one, and the outer one restores
+        with blas_one_thread():  # nested: still one, and the outer one restores
             assert all(n == 1 for _, _, n in _blas_threads())
         assert all(n == 1 for _, _, n in _blas_threads())
     assert _blas_threads() == before
-    with _threads(None, blas=False):
+    with blas_one_thread(needed=False):
         assert _blas_threads() == before
 
 

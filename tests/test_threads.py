@@ -1,70 +1,205 @@
-"""Results are bitwise identical whatever the thread count; n_jobs is restored."""
+"""Threads: results are bitwise identical whatever the thread count; several Python
+threads fit at once, each as alone; nothing process-wide changes; the budget of a
+joblib worker is honoured; small work runs on one thread."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
 
 import numba
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_info
 
-from fastgmm import GaussianMixture
+from fastgmm import GaussianMixture, _pool
 
 from conftest import COV_TYPES
 
-N_MAX = numba.config.NUMBA_NUM_THREADS
 
-
-def _data(d=5):
+def _data(d=5, n=20_000):
     rng = np.random.RandomState(0)
-    # 5000 rows: 20 blocks, several per thread and a ragged last block
-    return np.concatenate([rng.normal(size=(1250, d)) * (1 + k) + 5 * k for k in range(4)])
+    # ragged: the last block is short
+    X = np.concatenate([rng.normal(size=(n // 4, d)) * (1 + k) + 5 * k for k in range(4)])
+    return X[:-37]
 
 
-@pytest.mark.parametrize("covariance_type,d", [(ct, 5) for ct in COV_TYPES] + [("full", 20)])
-def test_bitwise_identical_across_thread_counts(covariance_type, d):
+@pytest.fixture
+def spy_threads(monkeypatch):
+    """The thread counts of the passes (fastgmm's own pool: a spy on its entry)."""
+    used = []
+    run = _pool.run
+
+    def counting_run(task, n_threads):
+        used.append(n_threads)
+        return run(task, n_threads)
+
+    monkeypatch.setattr(_pool, "run", counting_run)
+    return used
+
+
+def _fit(X, n_jobs, sw=None, **kw):
+    gm = GaussianMixture(4, random_state=0, max_iter=15, tol=0, n_jobs=n_jobs, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X, sample_weight=sw)
+    return gm, gm.score_samples(X), gm.predict_proba(X)
+
+
+def _assert_same(a, b):
+    (ga, ssa, ppa), (gb, ssb, ppb) = a, b
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.array_equal(getattr(ga, attr), getattr(gb, attr)), attr
+    assert ga.lower_bounds_ == gb.lower_bounds_
+    assert np.array_equal(ssa, ssb) and np.array_equal(ppa, ppb)
+
+
+@pytest.mark.parametrize("covariance_type,d,init",
+                         [(ct, 5, "random") for ct in COV_TYPES]
+                         + [("full", 5, "kmeans"), ("full", 20, "random"),
+                            ("tied", 3, "k-means++")])
+def test_bitwise_identical_across_thread_counts(covariance_type, d, init, monkeypatch,
+                                                spy_threads):
+    """1, 2 and 3 threads (3: uneven shares; the budget raised and the small-work
+    rule off so that each count does run)."""
+    monkeypatch.setattr(_pool, "budget", lambda: 4)
+    monkeypatch.setattr(_pool, "MIN_WORK", 1)
     X = _data(d)
     sw = np.random.RandomState(1).uniform(0, 2, size=X.shape[0])
     results = []
-    for n_jobs in sorted({1, 2, N_MAX}):
-        gm = GaussianMixture(4, covariance_type=covariance_type, random_state=0,
-                             init_params="random", max_iter=15, tol=0, n_jobs=n_jobs)
-        with pytest.warns(Warning):
-            gm.fit(X, sample_weight=sw)
-        results.append((gm, gm.score_samples(X), gm.predict_proba(X)))
-    a, ss, pp = results[0]
-    for b, ss_b, pp_b in results[1:]:
-        for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
-            assert np.array_equal(getattr(a, attr), getattr(b, attr)), attr
-        assert a.lower_bounds_ == b.lower_bounds_
-        assert np.array_equal(ss, ss_b) and np.array_equal(pp, pp_b)
+    for n_jobs in (1, 2, 3):
+        spy_threads.clear()
+        results.append(_fit(X, n_jobs, sw, covariance_type=covariance_type,
+                            init_params=init))
+        assert max(spy_threads) == n_jobs
+    for res in results[1:]:
+        _assert_same(results[0], res)
 
 
-def test_more_threads_than_blocks_and_fewer():
+def test_more_threads_than_blocks():
     X = _data()[:300]  # two blocks
-    fits = [GaussianMixture(2, random_state=0, n_jobs=j).fit(X) for j in (1, N_MAX)]
+    fits = [GaussianMixture(2, random_state=0, n_jobs=j).fit(X) for j in (1, -1)]
     assert np.array_equal(fits[0].means_, fits[1].means_)
 
 
-def test_n_jobs_sets_and_restores_thread_count():
-    X = _data()
-    before = numba.get_num_threads()
-    seen = []
-
-    class Spy(GaussianMixture):
-        def _em_step(self, X, params):
-            seen.append(numba.get_num_threads())
-            return super()._em_step(X, params)
-
-    with pytest.warns(Warning):
-        Spy(2, n_jobs=1, max_iter=2, tol=0, random_state=0).fit(X)
-    assert seen and set(seen) == {1}
-    assert numba.get_num_threads() == before
+def test_small_work_runs_on_one_thread(spy_threads):
+    """An iris-sized fit with the default n_jobs: every pass on the calling thread
+    (threads would cost more than they save; on a busy machine, far more)."""
+    X = _data(4, n=600)[:150]
+    GaussianMixture(3, covariance_type="diag", random_state=0).fit(X).predict(X)
+    assert spy_threads and set(spy_threads) == {1}
 
 
-def test_thread_count_restored_when_fit_raises():
-    before = numba.get_num_threads()
+def _blas_threads():
+    return [(i["internal_api"], i["filepath"], i["num_threads"]) for i in threadpool_info()
+            if i["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("d", [5, 20])
+def test_python_threads_fit_at_once_each_as_alone(d, monkeypatch):
+    """Four Python threads fit and predict at once with different n_jobs: each
+    gets the bits it gets alone, and BLAS's and Numba's thread counts are as they
+    were (d = 20: the tiled path, which holds BLAS at one thread while it runs)."""
+    monkeypatch.setattr(_pool, "MIN_WORK", 1)  # every pass on its n_jobs threads
+    X = _data(d, n=8000)
+
+    def fit(n_jobs):  # converges: no warning filters (not thread-safe) needed
+        gm = GaussianMixture(4, random_state=0, tol=1e-2, n_jobs=n_jobs).fit(X)
+        return gm, gm.score_samples(X), gm.predict_proba(X)
+
+    alone = {n: fit(n) for n in (1, 2)}
+    blas_before, numba_before = _blas_threads(), numba.get_num_threads()
+    got, errors = {}, []
+    start = threading.Barrier(4)
+
+    def work(key, n_jobs):
+        try:
+            start.wait()
+            got[key] = fit(n_jobs)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i, 1 + i % 2)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in range(4):
+        _assert_same(got[i], alone[1 + i % 2])
+    assert _blas_threads() == blas_before
+    assert numba.get_num_threads() == numba_before
+
+
+def test_errors_in_a_pass_leave_nothing_changed():
+    blas_before, numba_before = _blas_threads(), numba.get_num_threads()
     X = np.zeros((10, 2))
     X[:5] = 1.0
     with pytest.raises(ValueError, match="ill-defined empirical covariance"):
-        GaussianMixture(2, reg_covar=0, n_jobs=1, random_state=0).fit(X)
-    assert numba.get_num_threads() == before
+        GaussianMixture(2, reg_covar=0, n_jobs=2, random_state=0).fit(X)
+    assert _blas_threads() == blas_before and numba.get_num_threads() == numba_before
+
+
+def _run(code, env=None):
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=900, env={**os.environ, **(env or {})})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_numbas_threads_are_never_started_and_n_jobs_1_uses_no_pool():
+    """In a fresh process: fits, predictions and every start leave Numba's
+    threading layer unstarted (nothing fork-unsafe, no process-wide count); with
+    n_jobs=1 no pool thread exists; with n_jobs=2 on enough work one does."""
+    out = _run("""
+        import threading
+        import numpy as np
+        from numba.np.ufunc import parallel
+        from fastgmm import GaussianMixture
+
+        X = np.random.RandomState(0).randn(50_000, 3)
+        pool = lambda: sum(t.name.startswith("fastgmm") for t in threading.enumerate())
+        for init in ("kmeans", "k-means++", "random", "random_from_data"):
+            for ct in ("full", "tied", "diag", "spherical"):
+                gm = GaussianMixture(3, covariance_type=ct, init_params=init, max_iter=3,
+                                     random_state=0, n_jobs=1).fit(X)
+                gm.predict_proba(X)
+        print(pool())
+        GaussianMixture(3, random_state=0, max_iter=3, n_jobs=2).fit(X)
+        print(pool() > 0, parallel._is_initialized)
+    """)
+    assert out.split() == ["0", "True", "False"]
+
+
+def test_a_joblib_worker_budget_is_honoured():
+    """Inside a loky worker of Parallel(n_jobs=2) the default thread count is the
+    worker's share (loky sets NUMBA_NUM_THREADS as it sets BLAS's limits)."""
+    from joblib import Parallel, delayed
+
+    def worker_budget():
+        from fastgmm import _pool as P
+        return P.budget(), P.resolve_n_jobs(None)
+
+    got = Parallel(n_jobs=2, backend="loky")(delayed(worker_budget)() for _ in range(2))
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert all(b == share and r == share for b, r in got), got
+
+
+def test_grid_search_in_loky_workers_matches_one_process():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV
+
+    X = load_digits().data[:600]
+    grid = {"n_components": [2, 4], "covariance_type": ["diag", "spherical"]}
+    kw = dict(random_state=0, reg_covar=1e-2, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = [GridSearchCV(GaussianMixture(**kw), grid, cv=3, n_jobs=j,
+                            error_score="raise").fit(X).cv_results_ for j in (1, 2)]
+    np.testing.assert_array_equal(res[0]["mean_test_score"], res[1]["mean_test_score"])
 
 
 @pytest.mark.parametrize("n_jobs", [0, 1.5, "2"])
@@ -72,4 +207,4 @@ def test_bad_n_jobs(n_jobs):
     from sklearn.utils._param_validation import InvalidParameterError
 
     with pytest.raises(InvalidParameterError, match="The 'n_jobs' parameter"):
-        GaussianMixture(2, n_jobs=n_jobs).fit(_data())
+        GaussianMixture(2, n_jobs=n_jobs).fit(_data(n=400))

@@ -1,0 +1,409 @@
+"""M-step accumulation kernels: additive sufficient statistics, one covariance type each.
+
+For each component k a pass adds
+
+    nk[k] = sum_i w_i r_ik,   s1[k] = sum_i w_i r_ik (x_i - shift_k),
+    s2[k] = sum_i w_i r_ik (x_i - shift_k)(x_i - shift_k)^T   (upper triangle; 'full')
+    s2[k, 0] = sum_i w_i r_ik (x_i - shift_k)**2              ('diag', 'spherical')
+    s2[0, :d] = sum_i w_i (x_i - gshift)(x_i - gshift)^T over all rows, and
+    s2[0, d] = sum_i w_i (x_i - gshift)                       ('tied': scikit-learn's
+                                                               tied estimate uses X^T X)
+
+with the responsibilities r of the current parameters (mode EM: the fused E+M
+pass, which also returns the weighted log-likelihood), given ones (RESP: the
+'random' start) or hard labels (LABELS: the k-means and one-row starts; label K
+or more for none). The tiled 'full' path (d >= TILE_MIN_D) uses the common shift
+gshift for every k and, in the EM pass, sums in whitened coordinates
+(``whitened_to_shift`` moves them back).
+
+``stats_kernel(ct, tiled, mode)`` builds the serial pass: chunk c (of a number
+fixed by the shape, ``_numba.n_chunks``) adds its blocks, in order, into slot c;
+the caller adds the slots in order. The covariance type, path and mode are
+constants of the closure: a call compiles only what it runs.
+"""
+
+import numpy as np
+
+from ._estep import (FULL, TIED, TILE_BLOCK, block_log_prob_tiles, block_resp, centre_block,
+                     load_block, _block_log_prob_diag, _block_log_prob_full,
+                     _block_log_prob_tied, whitened_chunk)
+from ._numba import BLOCK, block_range, jit
+
+MODE_EM, MODE_RESP, MODE_LABELS = 0, 1, 2
+# the tiled EM pass keeps a block's whitened rows for its statistics up to this many
+# bytes a block (K = 32 at d = 64 in float32: 4 MiB), and recomputes the rest
+ZKEEP_BYTES = 8 << 20
+
+
+@jit()
+def _scatter(XT, B, c, wts, D, s1row, s2mat):
+    """D = XT - c; s1row += sum_i wts_i D_i; s2mat (upper triangle) += sum_i
+    wts_i D_i D_i^T. The 'full' per-component and the 'tied' pooled scatter."""
+    d = XT.shape[0]
+    for a in range(d):
+        ca = c[a]
+        for i in range(B):
+            D[a, i] = XT[a, i] - ca
+    for a in range(d):
+        acc = 0.0
+        for i in range(B):
+            acc += wts[i] * D[a, i]
+        s1row[a] += acc
+        for b in range(a, d):
+            acc = 0.0
+            for i in range(B):
+                acc += wts[i] * D[a, i] * D[b, i]
+            s2mat[a, b] += acc
+
+
+@jit()
+def _block_accumulate_full(XT, B, wb, R, shift, nk, s1, s2, D, wr):
+    K = shift.shape[0]
+    for k in range(K):
+        tot = 0.0
+        for i in range(B):
+            v = wb[i] * R[k, i]
+            wr[i] = v
+            tot += v
+        if tot == 0.0:
+            continue
+        nk[k] += tot
+        _scatter(XT, B, shift[k], wr, D, s1[k], s2[k])
+
+
+@jit()
+def _block_accumulate_diag(XT, B, wb, R, shift, nk, s1, s2, wr, tied):
+    """First and second moments in one sweep, no D ('diag', 'spherical'; with
+    ``tied`` the first moments only)."""
+    K, d = shift.shape
+    for k in range(K):
+        tot = 0.0
+        for i in range(B):
+            v = wb[i] * R[k, i]
+            wr[i] = v
+            tot += v
+        if tot == 0.0:
+            continue
+        nk[k] += tot
+        for a in range(d):
+            c = shift[k, a]
+            acc = 0.0
+            acc2 = 0.0
+            for i in range(B):
+                v = XT[a, i] - c
+                t = wr[i] * v
+                acc += t
+                acc2 += t * v
+            s1[k, a] += acc
+            if not tied:
+                s2[k, 0, a] += acc2
+
+
+@jit()
+def _z_keep(ucat):
+    """Chunks of whitened rows a tiled EM block keeps: a function of the shape."""
+    per_chunk = ucat.shape[2] * TILE_BLOCK * ucat.itemsize
+    return min(ucat.shape[0], max(1, ZKEEP_BYTES // per_chunk))
+
+
+@jit()
+def _scatter_cols(DT, WT, B, wr, wrt, t, k, s1, s2):
+    """Rows of a component as the columns of DT (d, B): s1[k] += t = sum_i wr_i D_i
+    (float64), s2[k] (upper triangle) += D^T (wr D), one BLAS product in DT's
+    dtype; WT is scratch."""
+    d = DT.shape[0]
+    for a in range(d):
+        acc = 0.0
+        for i in range(B):
+            x = DT[a, i]
+            WT[a, i] = x * wrt[i]
+            acc += wr[i] * np.float64(x)
+        t[a] = acc
+    G = np.dot(DT, WT.T)
+    for a in range(d):
+        s1[k, a] += t[a]
+        for b in range(a, d):
+            s2[k, a, b] += np.float64(G[a, b])
+
+
+@jit()
+def _component_weights(wb, R, k, B, wr, wrt):
+    tot = 0.0
+    for i in range(B):
+        v = wb[i] * R[k, i]
+        wr[i] = v
+        wrt[i] = v
+        tot += v
+    return tot
+
+
+@jit()
+def _block_accumulate_whitened(Xc, B, wb, R, ucat, muu, Z, Ys, nk, s1, s2, WT, wr, wrt, t):
+    """'full' statistics of an EM block in each component's whitened coordinates:
+    with z = (x - mu_k) U_k, s1[k] += sum_i w_i r_ik z_i, s2[k] += sum_i w_i r_ik
+    z_i^T z_i, one BLAS product a component in the data's dtype;
+    ``whitened_to_shift`` moves them back. The z are those ``block_log_prob_tiles``
+    left in Z, recomputed (the same arithmetic) for chunks past Z's.
+
+    Why whitened (issue 16): float32 products round relative to the spread of what
+    they sum. About a common shift, a component far from it with a variance near
+    reg_covar lost that variance in sums of (x - shift)^2; about its own mean it is
+    kept, but the rounding is still relative to the component's largest spread, which
+    in float32 can reach reg_covar in a direction where a component has (nearly) no
+    spread (fewer rows than features, flat features: digits). In the coordinates of
+    the current precision factor every direction has a spread near 1: the rounding is
+    relative to each direction's own variance, and the moved-back scatter stays
+    positive definite."""
+    K, d = muu.shape
+    nch, _, width = ucat.shape
+    kc = width // d
+    none = np.empty((0, B))
+    for ch in range(nch):
+        Y = Ys
+        if ch < Z.shape[0]:
+            Y = Z[ch]
+        else:
+            # recomputed only where a component of the chunk has weight here
+            todo = False
+            for k in range(ch * kc, min(K, ch * kc + kc)):
+                for i in range(B):
+                    if wb[i] * R[k, i] != 0.0:
+                        todo = True
+                        break
+            if not todo:
+                continue
+            whitened_chunk(Xc, ucat, muu, ch, Ys, none)
+        Yk = Y.reshape((kc, d, B))
+        for kk in range(kc):
+            k = ch * kc + kk
+            if k >= K:
+                break
+            tot = _component_weights(wb, R, k, B, wr, wrt)
+            if tot == 0.0:
+                continue
+            nk[k] += tot
+            _scatter_cols(Yk[kk], WT, B, wr, wrt, t, k, s1, s2)
+
+
+@jit()
+def _block_accumulate_tiles(Xc, B, wb, R, centre, nk, s1, s2, DT, WT, wr, wrt, t):
+    """'full' statistics of given responsibilities (no precision factors yet): each
+    component's rows centred on centre[k] (relative to gshift, as Xc) inside the
+    products, s1[k] += sum_i w_i r_ik D_i, s2[k] += D^T (w r_k D), D = Xc - centre[k].
+    Run in float64 (one pass, at the start)."""
+    K, d = nk.shape[0], s1.shape[1]
+    for k in range(K):
+        tot = _component_weights(wb, R, k, B, wr, wrt)
+        if tot == 0.0:
+            continue
+        nk[k] += tot
+        for a in range(d):
+            c = centre[k, a]
+            for i in range(B):
+                DT[a, i] = Xc[i, a] - c
+        _scatter_cols(DT, WT, B, wr, wrt, t, k, s1, s2)
+
+
+@jit()
+def _move_stats(n, t, S, e, s1row, s2mat):
+    """Statistics about a centre (n, t = sum w D, S = sum w D D^T, full or upper)
+    added to those about a shift, the centre minus the shift being e:
+    s1 += t + n e, s2 (upper triangle) += S + e t^T + t e^T + n e e^T."""
+    d = t.shape[0]
+    for a in range(d):
+        s1row[a] += t[a] + n * e[a]
+        for b in range(a, d):
+            s2mat[a, b] += S[a, b] + e[a] * t[b] + t[a] * e[b] + n * e[a] * e[b]
+
+
+@jit()
+def whitened_to_shift(nkw, s1w, s2w, pc, means, shift, s1, s2):
+    """Whitened EM statistics (``_block_accumulate_whitened``, upper triangles) back
+    to x coordinates about ``shift``, added to s1, s2 (float64, exact algebra): with
+    V = U_k^-1, x - mu_k = z V, so t = t_w V and S = V^T S_w V."""
+    K, d = s1w.shape
+    V = np.empty((d, d))
+    Sw = np.empty((d, d))
+    e = np.empty(d)
+    for k in range(K):
+        if nkw[k] == 0.0:
+            continue
+        U = pc[k]
+        # V = U^-1, upper triangular, by back substitution
+        for c in range(d):
+            for i in range(c + 1, d):
+                V[i, c] = 0.0
+            V[c, c] = 1.0 / U[c, c]
+            for i in range(c - 1, -1, -1):
+                acc = 0.0
+                for p in range(i + 1, c + 1):
+                    acc += U[i, p] * V[p, c]
+                V[i, c] = -acc / U[i, i]
+        for a in range(d):
+            for b in range(a, d):
+                Sw[a, b] = s2w[k, a, b]
+                Sw[b, a] = s2w[k, a, b]
+        t = np.dot(s1w[k], V)
+        S = np.dot(V.T, np.dot(Sw, V))
+        for a in range(d):
+            e[a] = means[k, a] - shift[k, a]
+        _move_stats(nkw[k], t, S, e, s1[k], s2[k])
+
+
+@jit()
+def _labels_rows(X, w, start, stop, labels, shift, nk, s1, s2, dv, full):
+    """The statistics of one-hot responsibilities (label k, K or more for none):
+    O(d^2) a row ('full') or O(d) instead of O(K d^2); 'diag' / 'spherical' second
+    moments unless ``full`` (for 'tied' the caller adds its pooled scatter)."""
+    K, d = shift.shape
+    unit = w.shape[0] == 0
+    for i in range(start, stop):
+        wi = 1.0 if unit else w[i]
+        k = labels[i]
+        if k >= K or wi == 0.0:
+            continue
+        nk[k] += wi
+        for a in range(d):
+            dv[a] = X[i, a] - shift[k, a]
+            s1[k, a] += wi * dv[a]
+        if full:
+            # the whole square (only the upper triangle is read): full-length
+            # inner loops vectorise, the triangle's do not
+            for a in range(d):
+                va = wi * dv[a]
+                for b in range(d):
+                    s2[k, a, b] += va * dv[b]
+        else:
+            for a in range(d):
+                s2[k, 0, a] += wi * dv[a] * dv[a]
+
+
+@jit()
+def _labels_tied(X, w, start, stop, labels, shift, gshift, nk, s1, s2, dv):
+    """'tied' with hard labels: each component's first moments, and the pooled
+    scatter about gshift over all rows."""
+    K, d = shift.shape
+    unit = w.shape[0] == 0
+    for i in range(start, stop):
+        wi = 1.0 if unit else w[i]
+        if wi == 0.0:
+            continue
+        for a in range(d):
+            dv[a] = X[i, a] - gshift[a]
+        for a in range(d):
+            va = wi * dv[a]
+            s2[0, d, a] += va
+            for b in range(d):  # the whole square, as for 'full'
+                s2[0, a, b] += va * dv[b]
+        k = labels[i]
+        if k >= K:
+            continue
+        nk[k] += wi
+        for a in range(d):
+            s1[k, a] += wi * (X[i, a] - shift[k, a])
+
+
+_KERNELS = {}
+
+
+def stats_kernel(ct, tiled, mode):
+    """The serial statistics pass for one covariance type, path and mode. Called
+    as ``kernel(X, w, row0, row1, R, labels, means, pc, aux, log_det, log_w, shift,
+    gshift, ucat, muu, nk, s1, s2, ll, t, T)``: chunks t, t + T, ... of rows
+    [row0, row1) (R holds rows row0.. of that range), chunk c into nk[c], s1[c],
+    s2[c], ll[c] (zeroed by the caller). Empty ``w``: unit weights. X may be of
+    any dtype and layout (a memmap, Fortran order, integers): each block is
+    converted as it is read."""
+    key = (ct, bool(tiled), mode)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    CT, TL, MODE = ct, int(bool(tiled)), mode  # constants: untaken branches never compile
+
+    @jit()
+    def stats_chunks(X, w, row0, row1, R, labels, means, pc, aux, log_det, log_w, shift,
+                     gshift, ucat, muu, nk, s1, s2, ll, t, T):
+        nch, K = nk.shape
+        d = X.shape[1]
+        bs = TILE_BLOCK if TL == 1 else BLOCK
+        nb = (row1 - row0 + bs - 1) // bs
+        if MODE == MODE_LABELS:
+            dv = np.empty(d)
+            for c in range(t, nch, T):
+                b0, b1 = block_range(c, nb, nch)
+                r0 = row0 + b0 * bs
+                r1 = min(row1, row0 + b1 * bs)
+                if CT == TIED:
+                    _labels_tied(X, w, r0, r1, labels, shift, gshift, nk[c], s1[c], s2[c], dv)
+                else:
+                    _labels_rows(X, w, r0, r1, labels, shift, nk[c], s1[c], s2[c], dv,
+                                 CT == FULL)
+            return
+        unit = w.shape[0] == 0
+        ones = np.ones(bs)
+        RB = np.empty((K, bs))
+        lse, mx, wr = np.empty(bs), np.empty(bs), np.empty(bs)
+        scale = np.empty(bs, dtype=np.int64)
+        XT = np.empty((d, bs))
+        D = np.empty((d, bs))
+        centre = np.empty((K, d))
+        for k in range(K):
+            for a in range(d):
+                centre[k, a] = shift[k, a] - gshift[a]
+        for c in range(t, nch, T):
+            b0, b1 = block_range(c, nb, nch)
+            acc_ll = 0.0
+            for b in range(b0, b1):
+                start = row0 + b * bs
+                stop = min(row1, start + bs)
+                B = stop - start
+                wb = ones[:B] if unit else w[start:stop]
+                if TL == 1:
+                    Xc = np.empty((B, d), dtype=ucat.dtype)
+                    centre_block(X, start, stop, gshift, Xc)
+                    if MODE == MODE_EM:
+                        # the whitened rows kept for the statistics, and scratch
+                        Z = np.empty((_z_keep(ucat), ucat.shape[2], B), dtype=ucat.dtype)
+                        Ys = np.empty((ucat.shape[2], B), dtype=ucat.dtype)
+                        block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, RB, Z, Ys)
+                else:
+                    load_block(X, start, stop, XT)
+                    if MODE == MODE_EM:
+                        if CT == FULL:
+                            _block_log_prob_full(XT, B, means, pc, log_det, log_w, RB, D, lse,
+                                                 mx)
+                        elif CT == TIED:
+                            _block_log_prob_tied(XT, B, pc, aux, log_det, log_w, RB, D, lse, mx)
+                        else:
+                            _block_log_prob_diag(XT, B, means, aux, log_det, log_w, RB, mx)
+                if MODE == MODE_EM:
+                    block_resp(RB, B, lse, mx, scale)
+                    for i in range(B):
+                        if wb[i] != 0.0:
+                            acc_ll += wb[i] * lse[i]
+                else:
+                    for k in range(K):
+                        for i in range(B):
+                            RB[k, i] = R[start + i - row0, k]
+                if TL == 1:
+                    if MODE == MODE_EM:
+                        # whitened statistics, products in the data's dtype
+                        _block_accumulate_whitened(
+                            Xc, B, wb, RB, ucat, muu, Z, Ys, nk[c], s1[c], s2[c],
+                            np.empty((d, B), dtype=ucat.dtype), np.empty(B),
+                            np.empty(B, dtype=ucat.dtype), np.empty(d))
+                    else:
+                        # given responsibilities: about the statistics' shift, in float64
+                        _block_accumulate_tiles(Xc, B, wb, RB, centre, nk[c], s1[c], s2[c],
+                                                np.empty((d, B)), np.empty((d, B)),
+                                                np.empty(B), np.empty(B), np.empty(d))
+                elif CT == FULL:
+                    _block_accumulate_full(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], D, wr)
+                elif CT == TIED:
+                    _block_accumulate_diag(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], wr, True)
+                    _scatter(XT, B, gshift, wb, D, s2[c, 0, d], s2[c, 0, :d])
+                else:
+                    _block_accumulate_diag(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], wr, False)
+            ll[c] = acc_ll
+
+    _KERNELS[key] = stats_chunks
+    return stats_chunks

@@ -1,0 +1,332 @@
+"""The EM driver, written once for every mixture model of the package.
+
+``BaseMixture`` is scikit-learn's ``BaseMixture`` contract (the n_init /
+warm_start / max_iter=0 loop, convergence and its warning, verbose output,
+``fit_predict``, ``score``, ``predict*``, ``sample``, ``bic`` / ``aic``) plus
+``sample_weight`` and ``partial_fit``, on an engine (``_engine``) that runs the
+passes. A model supplies the hooks:
+
+- ``_check_parameters(X)`` -> its validated initial values (``inits``)
+- ``_initialize(engine, random_state, inits)`` -> params, its start
+- ``_estep(params, dtype)`` -> ``_mstep.EStep``, what the kernels need per component
+- ``_m_step(stats, eps, wsum, dtype)`` -> params, from additive ``_stats.Stats``
+- ``_lower_bound(stats, wsum, params)`` -> the value EM maximises
+- ``_get_parameters()`` / ``_set_parameters(params)``, ``_expected_shapes(K, d)``,
+  ``_n_parameters()``
+
+Nothing about a call is stored on the estimator: the engine holds the data,
+its weights and the call's threads.
+"""
+
+import math
+import warnings
+from time import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._engine import CPUEngine
+from ._validation import check_sample_weight
+
+_CHECK_CHUNK = 1 << 16  # rows validated at a time on the streaming path
+
+
+def _native(dtype):
+    """Dtypes the kernels read as they are: native-endian integers, float32 and
+    float64. Anything else (big-endian, long double, float16, bool) is converted to
+    float64 by scikit-learn's validation first (big-endian bytes read as native
+    ones were silent garbage; long double a Numba typing error)."""
+    return dtype.isnative and (dtype.kind in "iu" or dtype in (np.float32, np.float64))
+
+
+def _streamable(X):
+    """Arrays the kernels read as they are, converting block by block: memmaps
+    and any 2-D numeric ndarray that is not C-contiguous float32/float64."""
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
+        return False
+    if not _native(X.dtype):
+        return False  # converted by scikit-learn's check_array, as scikit-learn does
+    return isinstance(X, np.memmap) or not (
+        X.flags.c_contiguous and X.dtype in (np.float32, np.float64))
+
+
+def _readonly(X):
+    """A read-only view: one compiled kernel specialisation serves every input."""
+    v = X.view()
+    v.flags.writeable = False
+    return v
+
+
+def check_n_samples(n_samples, n_components):
+    if n_samples < n_components:
+        raise ValueError(
+            "Expected n_samples >= n_components "
+            f"but got n_components = {n_components}, "
+            f"n_samples = {n_samples}"
+        )
+
+
+class BaseMixture(DensityMixin, BaseEstimator):
+    """The EM driver (see the module docstring); subclasses are the models."""
+
+    # ------------------------------------------------------------ engines
+    def _engine(self, X, sample_weight):
+        return CPUEngine(X, sample_weight, self.n_jobs)
+
+    def _validate_X(self, X, reset):
+        """scikit-learn's validation; a read-only view of X, never a full copy of a
+        memmap or a non-C-contiguous / integer array (see ``_streamable``)."""
+        if _streamable(X):
+            Xv = np.asarray(X)  # a memmap's buffer, as an ndarray: no copy
+            # n_features_in_ / feature-name checks, on two rows
+            validate_data(self, Xv[:2], reset=reset, dtype=[np.float64, np.float32])
+            for start in range(0, Xv.shape[0], _CHECK_CHUNK):
+                # NaN / inf / dtype checks, chunk by chunk, with scikit-learn's messages
+                check_array(Xv[start:start + _CHECK_CHUNK], dtype=[np.float64, np.float32],
+                            input_name="X", estimator=self)
+            return _readonly(Xv)
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="C",
+                          ensure_min_samples=2 if reset else 1)
+        return _readonly(X)
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate model parameters with the EM algorithm.
+
+        As scikit-learn's ``fit``, plus ``sample_weight`` (non-negative, one per
+        row: a weight of 2 is the same as repeating the row, 0 as dropping it).
+        """
+        self._fit_checked(X, sample_weight, labels=False)  # no use for the labels
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Estimate model parameters using X and predict the labels for X."""
+        return self._fit_checked(X, sample_weight, labels=True)
+
+    def _fit_checked(self, X, sample_weight, labels):
+        self._validate_params()
+        X = self._validate_X(X, reset=True)
+        check_n_samples(X.shape[0], self.n_components)
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        inits = self._check_parameters(X)
+        self.__dict__.pop("_online", None)
+        if self.warm_start and hasattr(self, "converged_"):
+            self._check_fitted_params(X.shape[1])
+        return self._fit(self._engine(X, sw), inits, labels)
+
+    def _fit(self, engine, inits, labels):
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        max_lower_bound = -np.inf
+        best_lower_bounds = []
+        best_converged = False
+        random_state = check_random_state(self.random_state)
+        dtype = engine.dtype
+
+        for init in range(n_init):
+            self._print_verbose_msg_init_beg(init)
+            params = (self._initialize(engine, random_state, inits) if do_init
+                      else self._get_parameters())
+            lower_bound = -np.inf if do_init else self.lower_bound_
+            current_lower_bounds = []
+
+            if self.max_iter == 0:
+                best_params, best_n_iter = params, 0
+                continue
+            converged = False
+            for n_iter in range(1, self.max_iter + 1):
+                prev_lower_bound = lower_bound
+                stats = engine.stats(self._estep(params, dtype))
+                lower_bound = self._lower_bound(stats, engine.wsum, params, dtype)
+                params = self._m_step(stats, engine.eps, engine.wsum, dtype)
+                current_lower_bounds.append(lower_bound)
+                change = lower_bound - prev_lower_bound
+                self._print_verbose_msg_iter_end(n_iter, change)
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+            self._print_verbose_msg_init_end(lower_bound, converged)
+            if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                max_lower_bound = lower_bound
+                best_params, best_n_iter = params, n_iter
+                best_lower_bounds = current_lower_bounds
+                best_converged = converged
+
+        self.converged_ = best_converged
+        if not best_converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. "
+                "Try different init parameters, or increase max_iter, "
+                "tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_parameters(best_params)
+        self.n_iter_ = best_n_iter
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = best_lower_bounds
+        # the final E-step: fit_predict(X) == fit(X).predict(X); fit skips it
+        return engine.log_prob(self._estep(best_params, None), "label") if labels else None
+
+    # -------------------------------------------------------- partial_fit
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Online (stepwise) EM on one batch, after Cappe and Moulines (2009).
+
+        Keeps running sufficient statistics per unit weight, blends each batch's
+        (computed by the same fused pass as ``fit``) with step size
+        rho_t = (t + learning_offset) ** -learning_decay, and sets the parameters
+        from the blend. The first call on an unfitted estimator initialises from
+        its batch (``init_params``, or ``weights_init`` / ``means_init`` /
+        ``precisions_init``); on an estimator fitted by ``fit`` it starts from the
+        fitted parameters. Later calls need the same number of features.
+        ``n_iter_`` counts the batches; ``lower_bound_`` is the mean
+        log-likelihood of the last batch before its update.
+        """
+        fitted = hasattr(self, "means_")
+        if not hasattr(self, "_online"):
+            self._validate_params()
+        X = self._validate_X(X, reset=not fitted)
+        if not fitted:
+            check_n_samples(X.shape[0], self.n_components)
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        inits = None if fitted else self._check_parameters(X)
+        if fitted:
+            self._check_fitted_params(X.shape[1])
+        engine = self._engine(X, sw)
+        dtype = engine.dtype
+        if inits is not None:
+            params = self._initialize(engine, check_random_state(self.random_state), inits)
+        else:
+            params = self._get_parameters()
+        stats = engine.stats(self._estep(params, dtype))
+        lower_bound = self._lower_bound(stats, engine.wsum, params, dtype)
+        online = self.__dict__.get("_online")
+        if online is None:
+            online = {"t": 0, "origin": stats.gshift.copy(), "stats": None}
+        batch = stats.about(online["origin"], engine.wsum)
+        online["t"] += 1
+        if online["stats"] is None:
+            online["stats"] = batch
+        else:
+            rho = (online["t"] + self.learning_offset) ** (-self.learning_decay)
+            online["stats"] = online["stats"].blend(batch, rho)
+        self._set_parameters(self._m_step(online["stats"], engine.eps, 1.0, dtype))
+        self._online = online
+        self.lower_bounds_ = list(getattr(self, "lower_bounds_", [])) + [lower_bound]
+        self.lower_bound_ = lower_bound
+        self.n_iter_ = online["t"]
+        self.converged_ = False
+        return self
+
+    # -------------------------------------------------------- predictions
+    def _check_fitted_params(self, n_features):
+        """The fitted attributes agree with each other and with X's features, before
+        any kernel reads them (kernels do not check bounds: a mismatch corrupted the
+        heap or read garbage)."""
+        means = np.asarray(self.means_)
+        if means.ndim != 2 or means.shape[1] != n_features or means.shape[0] < 1:
+            raise ValueError(
+                f"The fitted attributes are inconsistent: means_ has shape {means.shape}, "
+                f"expected (n_components, {n_features}) for X with {n_features} features. "
+                "Refit the model.")
+        for name, shape in self._expected_shapes(*means.shape).items():
+            got = np.shape(getattr(self, name))
+            if got != shape:
+                raise ValueError(
+                    f"The fitted attributes are inconsistent: {name} has shape {got}, "
+                    f"expected {shape} for means_ of shape {means.shape} and "
+                    f"covariance_type={self.covariance_type!r}. Refit the model.")
+
+    def _predict_engine(self, X):
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        self._check_fitted_params(X.shape[1])
+        return self._engine(X, None)
+
+    def _log_prob(self, X, out):
+        engine = self._predict_engine(X)
+        return engine.log_prob(self._estep(self._get_parameters(), None), out)
+
+    def score_samples(self, X):
+        """Compute the log-likelihood of each sample."""
+        return self._log_prob(X, "lse")
+
+    def score(self, X, y=None, sample_weight=None):
+        """Per-sample average log-likelihood of X (weighted by ``sample_weight``)."""
+        log_prob = self.score_samples(X)
+        sw = check_sample_weight(sample_weight, log_prob.shape[0])
+        if sw is None:
+            return float(np.mean(log_prob))
+        return float(np.average(log_prob, weights=sw))
+
+    def predict(self, X):
+        """Predict the labels for the data samples in X using the fitted model."""
+        return self._log_prob(X, "label")
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample."""
+        return self._log_prob(X, "resp")
+
+    def sample(self, n_samples=1):
+        """Generate random samples from the fitted mixture (as scikit-learn)."""
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                "Invalid value for 'n_samples': %d . The sampling requires at "
+                "least one sample." % (self.n_components)
+            )
+        _, n_features = self.means_.shape
+        rng = check_random_state(self.random_state)
+        n_samples_comp = rng.multinomial(n_samples, self.weights_)
+        comps = zip(self.means_, self.covariances_, n_samples_comp)
+        if self.covariance_type == "full":
+            X = np.vstack([rng.multivariate_normal(m, c, int(s)) for (m, c, s) in comps])
+        elif self.covariance_type == "tied":
+            X = np.vstack([rng.multivariate_normal(m, self.covariances_, int(s))
+                           for (m, s) in zip(self.means_, n_samples_comp)])
+        else:
+            X = np.vstack([m + rng.standard_normal(size=(s, n_features)) * np.sqrt(c)
+                           for (m, c, s) in comps])
+        y = np.concatenate([np.full(int(s), i, dtype=np.int64)
+                            for i, s in enumerate(n_samples_comp)])
+        return np.asarray(X, dtype=np.float64), y
+
+    def bic(self, X):
+        """Bayesian information criterion for the current model on the input X."""
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+
+    def aic(self, X):
+        """Akaike information criterion for the current model on the input X."""
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    # ------------------------------------------------------------ verbose
+    # scikit-learn's printers, signatures and timing attributes included (a
+    # subclass may override them)
+    def _print_verbose_msg_init_beg(self, n_init):
+        if self.verbose == 1:
+            print("Initialization %d" % n_init)
+        elif self.verbose >= 2:
+            print("Initialization %d" % n_init)
+            self._init_prev_time = time()
+            self._iter_prev_time = self._init_prev_time
+
+    def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print("  Iteration %d" % n_iter)
+            elif self.verbose >= 2:
+                cur_time = time()
+                print("  Iteration %d\t time lapse %.5fs\t ll change %.5f"
+                      % (n_iter, cur_time - self._iter_prev_time, diff_ll))
+                self._iter_prev_time = cur_time
+
+    def _print_verbose_msg_init_end(self, lb, init_has_converged):
+        converged_msg = "converged" if init_has_converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {converged_msg}.")
+        elif self.verbose >= 2:
+            t = time() - self._init_prev_time
+            print(f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound"
+                  f" {lb:.5f}.")

@@ -1,0 +1,175 @@
+"""Engines: where the data lives and how a pass over it runs.
+
+An engine binds the data and the weights of one call and answers the driver's
+questions (``_base``): the statistics of an EM pass at given E-step parameters
+(``stats``), the statistics of given responsibilities or labels
+(``given_stats``, the start), row-wise log-probability outputs (``log_prob``),
+and what a start needs from the rows (``kmeans_labels``, ``kmeans_plusplus``,
+``rows``; ``for_start``: the engine the start runs on). The driver never touches X; nothing about a call is stored on the
+estimator.
+
+``CPUEngine`` serves in-memory arrays and memmaps: the kernels of ``_estep`` and
+``_accumulate``, serial over fixed chunks, on fastgmm's threads (``_pool``).
+"""
+
+import numpy as np
+
+from . import _pool
+from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, whitened_to_shift
+from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, block_size, log_prob_kernel,
+                     tile_params, uses_tiles)
+from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
+from ._numba import n_chunks, work_dtype
+from ._stats import Stats, s2_shape
+
+OUTPUTS = {"lse": OUT_LSE, "label": OUT_LABEL, "resp": OUT_RESP}
+
+
+class CPUEngine:
+    """One call's data on this machine's CPUs: X (read-only, any layout; memmaps
+    are read block by block), the weights (None: unit weights, no n-sized array),
+    and the call's ``n_jobs``."""
+
+    def __init__(self, X, sample_weight=None, n_jobs=None):
+        self.X = X
+        self.n_samples, self.n_features = X.shape
+        self.sample_weight = sample_weight
+        self.w = np.zeros(0) if sample_weight is None else sample_weight
+        self.wsum = float(self.n_samples if sample_weight is None else np.sum(sample_weight))
+        self.dtype = work_dtype(X)
+        self.eps = float(np.finfo(self.dtype).eps)
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------ one pass
+    def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None):
+        """Statistics of rows [rows) (all by default) about shift / gshift."""
+        X, d = self.X, self.n_features
+        K = shift.shape[0]
+        row0, row1 = (0, self.n_samples) if rows is None else rows
+        tiled = uses_tiles(ct, d)
+        nb = -(-(row1 - row0) // block_size(ct, d))
+        s2s = s2_shape(ct, K, d)
+        nch = n_chunks(nb, (K * (d + 1) + int(np.prod(s2s)) + 1) * 8)
+        nk, s1 = np.zeros((nch, K)), np.zeros((nch, K, d))
+        s2, ll = np.zeros((nch,) + s2s), np.zeros(nch)
+        R = np.zeros((0, K)) if R is None else R
+        labels = np.zeros(0, dtype=label_dtype(K)) if labels is None else labels
+        if ep is None:  # no E-step: placeholders of the right types
+            ep = (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)), np.zeros(K),
+                  np.zeros(K))
+        ucat, muu = self._tile_args(ct, ep, gshift, tiled and mode == MODE_EM)
+        kernel = stats_kernel(ct, tiled, mode)
+        flops = (row1 - row0) * d * (d if ct == FULL else 1) * (1 if mode == MODE_LABELS else K)
+        T = _pool.threads_for(self.n_jobs, nch, flops)
+
+        def task(t, T):
+            kernel(X, self.w, row0, row1, R, labels, *ep, shift, gshift, ucat, muu, nk, s1,
+                   s2, ll, t, T)
+
+        with _pool.blas_one_thread(tiled and mode != MODE_LABELS):
+            _pool.run(task, T)
+            st = Stats(ct, nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0), float(ll.sum()),
+                       shift, gshift)
+            if tiled and mode == MODE_EM:
+                # the whitened sums back to x coordinates about the shift
+                s1x, s2x = np.zeros_like(st.s1), np.zeros_like(st.s2)
+                whitened_to_shift(st.nk, st.s1, st.s2, ep[1], ep[0], shift, s1x, s2x)
+                st.s1, st.s2 = s1x, s2x
+        return st
+
+    def _tile_args(self, ct, ep, gshift, needed):
+        """``ucat``, ``muu`` for the tiled 'full' kernels; empty arrays of the work
+        dtype (which still set the tiles' dtype) where the pass does not use them."""
+        d = self.n_features
+        if needed:
+            return tile_params(ep[1], ep[0], gshift, self.dtype)
+        return np.zeros((0, d, d), dtype=self.dtype), np.zeros((ep[0].shape[0], 0))
+
+    def _shift(self, ct, means, gshift):
+        """The statistics' shift: each component's mean, or for the tiled 'full'
+        kernels the common gshift. A writable C-ordered copy (np.array keeps a
+        broadcast's zero-stride layout as Fortran order, another compiled variant)."""
+        if uses_tiles(ct, self.n_features):
+            return np.array(np.broadcast_to(gshift, means.shape), order="C")
+        return np.array(means, dtype=np.float64, order="C")
+
+    # ----------------------------------------------------- the driver's API
+    def stats(self, ep):
+        """One fused E+M pass at the E-step parameters ``ep`` (``_mstep.EStep``)."""
+        shift = self._shift(ep.ct, ep.means, ep.gshift)
+        return self._pass(ep.ct, MODE_EM, ep, shift, ep.gshift)
+
+    def given_stats(self, ct, n_components, labels=None, resp_chunks=None, guess=None):
+        """Statistics of given responsibilities: hard ``labels`` (K or more: none)
+        or ``resp_chunks()`` yielding (first row, (rows, K) float64 block). Shifted
+        so that the one-pass covariance cannot cancel: by ``guess`` ((K, d) centres
+        near the components' means, and their row counts) in one pass; else a
+        first pass for the means, then the scatter about those means."""
+        K, d = n_components, self.n_features
+
+        def run(shift, gshift):
+            if labels is not None:
+                return self._pass(ct, MODE_LABELS, None, shift, gshift, labels=labels)
+            total = None
+            for start, R in resp_chunks():
+                part = self._pass(ct, MODE_RESP, None, shift, gshift, R=R,
+                                  rows=(start, start + R.shape[0]))
+                total = part if total is None else total + part
+            return total
+
+        if guess is None:
+            first = run(np.zeros((K, d)), np.zeros(d))
+            means = first.s1 / (first.nk + 10 * self.eps)[:, None]
+            counts = first.nk
+        else:
+            means, counts = guess
+        gshift = (counts @ means) / max(float(np.sum(counts)), np.finfo(np.float64).tiny)
+        shift = self._shift(ct, means, gshift)
+        st = run(shift, gshift)
+        # a component without weight gets scikit-learn's mean 0 whatever its shift
+        # (its sums are 0 whatever the shift)
+        st.shift[st.nk == 0] = 0.0
+        return st
+
+    def log_prob(self, ep, out):
+        """Row-wise outputs at ``ep``: 'lse' (log p(x)), 'label' or 'resp', in the
+        work dtype (labels int64)."""
+        mode = OUTPUTS[out]
+        X, n, d = self.X, self.n_samples, self.n_features
+        K = ep.means.shape[0]  # sizes from the parameters the kernel is handed
+        out_lse = np.empty(n if mode != OUT_LABEL else 0)
+        out_label = np.empty(n if mode == OUT_LABEL else 0, dtype=np.int64)
+        out_resp = np.empty((n, K) if mode == OUT_RESP else (0, K))
+        tiled = uses_tiles(ep.ct, d)
+        ucat, muu = self._tile_args(ep.ct, ep, ep.gshift, tiled)
+        kernel = log_prob_kernel(ep.ct, tiled)
+        nb = -(-n // block_size(ep.ct, d))
+        T = _pool.threads_for(self.n_jobs, nb, n * K * d * (d if ep.ct == FULL else 1))
+
+        def task(t, T):
+            kernel(X, *ep, ep.gshift, ucat, muu, mode, out_lse, out_label, out_resp, t, T)
+
+        with _pool.blas_one_thread(tiled):
+            _pool.run(task, T)
+        if mode == OUT_LABEL:
+            return out_label
+        if mode == OUT_RESP:
+            return out_resp.astype(self.dtype, copy=False)
+        return out_lse.astype(self.dtype, copy=False)
+
+    def for_start(self, random_state, needs_rows):
+        """The engine a start runs on: this one (the Dask engine samples rows)."""
+        return self
+
+    def kmeans_labels(self, n_clusters, random_state):
+        """scikit-learn's KMeans(n_init=1) labels, centres (float64) and counts."""
+        return kmeans_labels(self.X, n_clusters, random_state,
+                             sample_weight=self.sample_weight, n_jobs=self.n_jobs)
+
+    def kmeans_plusplus(self, n_clusters, random_state):
+        """The rows scikit-learn's kmeans_plusplus picks."""
+        return kmeans_plusplus_indices(self.X, n_clusters, random_state,
+                                       sample_weight=self.sample_weight, n_jobs=self.n_jobs)
+
+    def rows(self, indices):
+        return np.asarray(self.X[indices], dtype=np.float64)

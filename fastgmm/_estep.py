@@ -1,0 +1,329 @@
+"""E-step kernels: log-probabilities and responsibilities, one covariance type each.
+
+Block workers (``_block_log_prob_*``) compute log pi_k + log N(x_i | k) for a block
+of rows into LP (K, B); ``_block_resp`` turns them into responsibilities and the
+per-row log-likelihood. ``log_prob_kernel(ct, tiled)`` builds the serial pass that
+``predict``, ``predict_proba`` and ``score_samples`` run: the covariance type and
+the path are constants of the closure, so a call compiles only its own branch.
+
+Parameter arrays handed to the kernels (``estep_params`` in ``_mstep``), float64:
+
+- ``means``   (K, d)
+- ``pc``      (K, d, d) upper-triangular precision Cholesky factors for 'full',
+              (1, d, d) for 'tied', an empty (0, d, d) array otherwise
+- ``aux``     (K, d): for 'tied' the products means[k] @ U, for 'diag' the
+              precision Cholesky vectors, for 'spherical' the scalar factor
+              broadcast over the features, unused (0, d) for 'full'
+- ``log_det`` (K,) log-determinant of each precision Cholesky factor
+- ``log_w``   (K,) log mixture weights
+
+'full' covariances from ``TILE_MIN_D`` features on take the tiled path: the
+precision factors side by side (``tile_params``), one BLAS product for several
+components on a tile of rows centred on ``gshift``.
+"""
+
+import math
+
+import numpy as np
+
+from ._numba import BLOCK, jit
+
+LOG_2PI = math.log(2.0 * math.pi)
+FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
+COV_CODES = {"full": FULL, "tied": TIED, "diag": DIAG, "spherical": SPHERICAL}
+
+TILE_MIN_D = 16  # 'full' from this many features: BLAS products on row tiles
+TILE_WIDTH = 256  # columns of one tiled product: kc = TILE_WIDTH // d components
+TILE_BLOCK = 512  # rows per block on the tiled path (longer products run faster)
+OUT_LSE, OUT_LABEL, OUT_RESP = 0, 1, 2
+
+
+def uses_tiles(ct, n_features):
+    """'full' covariances with d >= TILE_MIN_D run on the BLAS-tiled kernels."""
+    return ct == FULL and n_features >= TILE_MIN_D
+
+
+def block_size(ct, n_features):
+    return TILE_BLOCK if uses_tiles(ct, n_features) else BLOCK
+
+
+@jit()
+def load_block(X, start, stop, XT):
+    """Rows [start, stop) of X (any dtype or layout), transposed into XT (d, B) as
+    float64: the inner loops then run over contiguous rows and vectorise."""
+    for i in range(stop - start):
+        for a in range(X.shape[1]):
+            XT[a, i] = X[start + i, a]
+
+
+@jit()
+def _block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, t, maha):
+    K, d = means.shape
+    const = -0.5 * d * LOG_2PI
+    for k in range(K):
+        for i in range(B):
+            maha[i] = 0.0
+        for a in range(d):
+            mu = means[k, a]
+            for i in range(B):
+                D[a, i] = XT[a, i] - mu
+        for j in range(d):
+            for i in range(B):
+                t[i] = 0.0
+            for a in range(j + 1):
+                u = pc[k, a, j]
+                for i in range(B):
+                    t[i] += D[a, i] * u
+            for i in range(B):
+                maha[i] += t[i] * t[i]
+        c0 = log_w[k] + log_det[k] + const
+        for i in range(B):
+            LP[k, i] = c0 - 0.5 * maha[i]
+
+
+@jit()
+def _block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
+    K, d = aux.shape
+    const = -0.5 * d * LOG_2PI
+    # y = x U once per row (kept in D), then per component subtract mu_k U
+    for j in range(d):
+        for i in range(B):
+            t[i] = 0.0
+        for a in range(j + 1):
+            u = pc[0, a, j]
+            for i in range(B):
+                t[i] += XT[a, i] * u
+        for i in range(B):
+            D[j, i] = t[i]
+    for k in range(K):
+        for i in range(B):
+            maha[i] = 0.0
+        for j in range(d):
+            c = aux[k, j]
+            for i in range(B):
+                v = D[j, i] - c
+                maha[i] += v * v
+        c0 = log_w[k] + log_det[k] + const
+        for i in range(B):
+            LP[k, i] = c0 - 0.5 * maha[i]
+
+
+@jit()
+def _block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP, maha):
+    """'diag' and 'spherical' (aux: the precision factor per feature)."""
+    K, d = means.shape
+    const = -0.5 * d * LOG_2PI
+    for k in range(K):
+        for i in range(B):
+            maha[i] = 0.0
+        for j in range(d):
+            mu = means[k, j]
+            p = aux[k, j]
+            for i in range(B):
+                v = (XT[j, i] - mu) * p
+                maha[i] += v * v
+        c0 = log_w[k] + log_det[k] + const
+        for i in range(B):
+            LP[k, i] = c0 - 0.5 * maha[i]
+
+
+# exp by Cody-Waite reduction and a degree-13 polynomial: written so that the
+# loops over rows vectorise (libm's exp does not); relative error below 2e-15
+# where exp(x) is a normal number, exactly 0 below x = -708.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93145751953125e-1
+_LN2_LO = 1.42860682030941723212e-6
+
+
+@jit()
+def _exp_rows(LP, k, mx, B, scale):
+    """LP[k, :B] = exp(LP[k, :B] - mx[:B]) (arguments are <= 0)."""
+    for i in range(B):
+        v = LP[k, i] - mx[i]
+        ok = v >= -708.0
+        v = v if ok else -708.0
+        nf = math.floor(v * _LOG2E + 0.5)
+        r = (v - nf * _LN2_HI) - nf * _LN2_LO
+        p = 1.6059043836821613e-10
+        p = p * r + 2.08767569878681e-09
+        p = p * r + 2.505210838544172e-08
+        p = p * r + 2.755731922398589e-07
+        p = p * r + 2.7557319223985893e-06
+        p = p * r + 2.48015873015873e-05
+        p = p * r + 0.0001984126984126984
+        p = p * r + 0.001388888888888889
+        p = p * r + 0.008333333333333333
+        p = p * r + 0.041666666666666664
+        p = p * r + 0.16666666666666666
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        LP[k, i] = p
+        scale[i] = ((np.int64(nf) + 1023) if ok else 0) << 52
+    s = scale.view(np.float64)
+    for i in range(B):
+        LP[k, i] *= s[i]
+
+
+@jit()
+def block_resp(LP, B, lse, mx, scale):
+    """LP (K, B) -> responsibilities in place; lse[i] = log sum_k exp(LP[k, i]).
+    Loops run over the rows innermost (contiguous) so that they vectorise; scale
+    (int64, B) is scratch."""
+    K = LP.shape[0]
+    for i in range(B):
+        mx[i] = LP[0, i]
+        lse[i] = 0.0
+    for k in range(1, K):
+        for i in range(B):
+            mx[i] = max(mx[i], LP[k, i])
+    for i in range(B):
+        if not np.isfinite(mx[i]):
+            mx[i] = 0.0 if mx[i] == -np.inf else mx[i]
+    for k in range(K):
+        _exp_rows(LP, k, mx, B, scale)
+        for i in range(B):
+            lse[i] += LP[k, i]
+    for i in range(B):
+        inv = 1.0 / lse[i]
+        for k in range(K):
+            LP[k, i] *= inv
+        lse[i] = mx[i] + math.log(lse[i])
+
+
+def tile_params(pc, means, gshift, dtype):
+    """For the tiled 'full' kernels: the precision factors side by side in chunks
+    ``ucat`` (n_chunks, d, kc * d) of the data's dtype, so that one BLAS product
+    serves kc components, and muu[k] = (mu_k - gshift) @ U_k (float64)."""
+    K, d = means.shape
+    kc = max(1, TILE_WIDTH // d)
+    nch = (K + kc - 1) // kc
+    ucat = np.zeros((nch, d, kc * d), dtype=dtype)
+    for k in range(K):
+        ch, kk = divmod(k, kc)
+        ucat[ch, :, kk * d:(kk + 1) * d] = pc[k]
+    muu = np.ascontiguousarray(np.einsum("ka,kaj->kj", means - gshift, pc))
+    return ucat, muu
+
+
+@jit()
+def centre_block(X, start, stop, gshift, Xc):
+    for i in range(stop - start):
+        for a in range(X.shape[1]):
+            Xc[i, a] = X[start + i, a] - gshift[a]
+
+
+@jit()
+def whitened_chunk(Xc, ucat, muu, ch, Y, maha):
+    """Y = [U_k ...]^T Xc^T for chunk ch of kc components (one BLAS product in the
+    data's dtype: float32 data gets float32 products, twice the rate), then in
+    place z = Y_k - (mu_k - c) U_k = (x - mu_k) U_k, component kk in rows kk * d of
+    Y; with maha (K, B), maha[k, i] = |z_i|^2 from the float64 differences."""
+    K, d = muu.shape
+    kc = ucat.shape[2] // d
+    B = Xc.shape[0]
+    np.dot(ucat[ch].T, Xc.T, Y)
+    Yk = Y.reshape((kc, d, B))
+    for kk in range(kc):
+        k = ch * kc + kk
+        if k >= K:
+            break
+        if maha.shape[0] > 0:
+            for i in range(B):
+                maha[k, i] = 0.0
+        for j in range(d):
+            c = muu[k, j]
+            if maha.shape[0] > 0:
+                for i in range(B):
+                    y = np.float64(Yk[kk, j, i]) - c
+                    Yk[kk, j, i] = y
+                    maha[k, i] += y * y
+            else:
+                for i in range(B):
+                    Yk[kk, j, i] = np.float64(Yk[kk, j, i]) - c
+
+
+@jit()
+def block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP, Z, Ys):
+    """'full' log-probabilities of a block Xc (B, d) centred on c = gshift, chunk by
+    chunk of components (``whitened_chunk``): log w_k + log det U_k - d/2 log 2 pi
+    - |z|^2 / 2 into LP (K, B).
+
+    The whitened rows of the first Z.shape[0] chunks are left in Z (n_keep, kc * d,
+    B) for the statistics (``_block_accumulate_whitened``); the other chunks use the
+    scratch Ys (kc * d, B)."""
+    K, d = muu.shape
+    nch = ucat.shape[0]
+    const = -0.5 * d * LOG_2PI
+    for ch in range(nch):
+        Y = Z[ch] if ch < Z.shape[0] else Ys
+        whitened_chunk(Xc, ucat, muu, ch, Y, LP)
+    for k in range(K):
+        c0 = log_w[k] + log_det[k] + const
+        for i in range(B):
+            LP[k, i] = c0 - 0.5 * LP[k, i]
+
+
+_KERNELS = {}
+
+
+def log_prob_kernel(ct, tiled):
+    """The serial pass of ``predict`` / ``predict_proba`` / ``score_samples`` for
+    one covariance type and path; blocks t, t + T, ... of the rows (``_pool``):
+
+    mode OUT_LSE:   out_lse[i] = log p(x_i)
+    mode OUT_LABEL: out_label[i] = argmax_k log pi_k + log N(x_i | k)
+    mode OUT_RESP:  out_resp[i, k] = responsibilities, and out_lse
+    """
+    key = (ct, bool(tiled))
+    if key in _KERNELS:
+        return _KERNELS[key]
+    CT, TL = ct, int(bool(tiled))  # constants of the closure: untaken branches never compile
+
+    @jit()
+    def log_prob_blocks(X, means, pc, aux, log_det, log_w, gshift, ucat, muu, mode, out_lse,
+                        out_label, out_resp, t, T):
+        n, d = X.shape
+        K = log_w.shape[0]
+        bs = TILE_BLOCK if TL == 1 else BLOCK
+        nb = (n + bs - 1) // bs
+        LP = np.empty((K, bs))
+        lse, mx, scale = np.empty(bs), np.empty(bs), np.empty(bs, dtype=np.int64)
+        XT = np.empty((d, bs))
+        D = np.empty((d, bs))
+        for b in range(t, nb, T):
+            start = b * bs
+            stop = min(n, start + bs)
+            B = stop - start
+            if TL == 1:
+                Xc = np.empty((B, d), dtype=ucat.dtype)
+                centre_block(X, start, stop, gshift, Xc)
+                Z = np.empty((0, ucat.shape[2], B), dtype=ucat.dtype)
+                Ys = np.empty((ucat.shape[2], B), dtype=ucat.dtype)
+                block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP, Z, Ys)
+            else:
+                load_block(X, start, stop, XT)
+                if CT == FULL:
+                    _block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, lse, mx)
+                elif CT == TIED:
+                    _block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, lse, mx)
+                else:
+                    _block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP, mx)
+            if mode == OUT_LABEL:
+                for i in range(B):
+                    best = 0
+                    for k in range(1, K):
+                        if LP[k, i] > LP[best, i]:
+                            best = k
+                    out_label[start + i] = best
+            else:
+                block_resp(LP, B, lse, mx, scale)
+                for i in range(B):
+                    out_lse[start + i] = lse[i]
+                if mode == OUT_RESP:
+                    for i in range(B):
+                        for k in range(K):
+                            out_resp[start + i, k] = LP[k, i]
+
+    _KERNELS[key] = log_prob_blocks
+    return log_prob_blocks

@@ -1,0 +1,82 @@
+"""The additive sufficient statistics of a pass, as one value.
+
+``Stats`` holds, for each component k, nk, s1 = sum w r (x - shift_k), the
+second moments s2 (layout by covariance type, see ``_accumulate``) and the
+weighted log-likelihood ll, together with the shifts they are taken about:
+``shift`` (K, d) and the common ``gshift`` (d,) of the 'tied' pooled scatter.
+Statistics about the same shifts add (chunks of one pass, a Dask tree
+reduction); ``about`` moves them to another origin (exact algebra) and
+``blend`` mixes two about the same origin (the online EM of ``partial_fit``).
+"""
+
+import numpy as np
+
+from ._estep import FULL, TIED
+
+
+def sym_upper(a):
+    """Fill the lower triangle of each (.., d, d) matrix from its upper triangle."""
+    upper = np.triu(a)
+    return upper + np.swapaxes(np.triu(a, 1), -1, -2)
+
+
+def s2_shape(ct, n_components, n_features):
+    K, d = n_components, n_features
+    if ct == FULL:
+        return (K, d, d)
+    if ct == TIED:
+        return (1, d + 1, d)
+    return (K, 1, d)
+
+
+class Stats:
+    """Additive float64 statistics about ``shift`` / ``gshift`` (see the module)."""
+
+    __slots__ = ("ct", "nk", "s1", "s2", "ll", "shift", "gshift")
+
+    def __init__(self, ct, nk, s1, s2, ll, shift, gshift):
+        self.ct, self.nk, self.s1, self.s2, self.ll = ct, nk, s1, s2, float(ll)
+        self.shift, self.gshift = shift, gshift
+
+    @classmethod
+    def zeros(cls, ct, shift, gshift):
+        K, d = shift.shape
+        return cls(ct, np.zeros(K), np.zeros((K, d)), np.zeros(s2_shape(ct, K, d)), 0.0,
+                   shift, gshift)
+
+    def __add__(self, other):
+        """The statistics of both passes (the same shifts: chunks of one pass)."""
+        return Stats(self.ct, self.nk + other.nk, self.s1 + other.s1, self.s2 + other.s2,
+                     self.ll + other.ll, self.shift, self.gshift)
+
+    def about(self, origin, wsum):
+        """Per unit weight (divided by ``wsum``) and about ``origin`` (d,) for every
+        component: exact algebra, so that statistics of passes with different
+        shifts can be blended."""
+        d = self.s1.shape[1]
+        delta = self.shift - origin  # (K, d)
+        nk, s1 = self.nk, self.s1
+        if self.ct == FULL:
+            s2 = sym_upper(self.s2)
+            cross = s1[:, :, None] * delta[:, None, :]
+            s2 = (s2 + cross + np.swapaxes(cross, 1, 2)
+                  + nk[:, None, None] * delta[:, :, None] * delta[:, None, :])
+        elif self.ct == TIED:
+            dg = self.gshift - origin
+            S = sym_upper(self.s2[0, :d])
+            e = self.s2[0, d]
+            s2 = np.empty_like(self.s2)
+            s2[0, :d] = S + np.outer(e, dg) + np.outer(dg, e) + wsum * np.outer(dg, dg)
+            s2[0, d] = e + wsum * dg
+        else:
+            s2 = self.s2 + (2 * s1 * delta + nk[:, None] * delta * delta)[:, None, :]
+        origin = np.asarray(origin, dtype=np.float64)
+        return Stats(self.ct, nk / wsum, (s1 + nk[:, None] * delta) / wsum, s2 / wsum,
+                     self.ll / wsum, np.array(np.broadcast_to(origin, self.shift.shape)),
+                     origin.copy())
+
+    def blend(self, other, rho):
+        """(1 - rho) self + rho other, both about the same origin."""
+        mix = lambda a, b: (1 - rho) * a + rho * b  # noqa: E731
+        return Stats(self.ct, mix(self.nk, other.nk), mix(self.s1, other.s1),
+                     mix(self.s2, other.s2), mix(self.ll, other.ll), self.shift, self.gshift)
