@@ -146,3 +146,30 @@ def test_predict(benchmark, quick, impl, method, shape, covariance_type):
     benchmark.group = f"{method}|{shape_id(*shape)}|{covariance_type}|float64"
     out = run(benchmark, quick, lambda: getattr(est, method)(X), rounds=3)
     assert out.shape[0] == X.shape[0]
+
+
+GRID_CASES = [("sklearn", 2), ("fastgmm", 2), ("fastgmm", 1)]
+
+
+@pytest.mark.parametrize("impl,n_jobs", GRID_CASES, ids=[f"{i}-n_jobs{j}" for i, j in GRID_CASES])
+def test_grid_search(benchmark, quick, impl, n_jobs):
+    """GridSearchCV(n_jobs=2 or 1) over n_components x covariance types on digits:
+    loky workers, each fit's default threads (fastgmm honours a worker's share)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV
+
+    X = load_digits().data
+    if quick:
+        X = X[:400]
+    grid = {"n_components": [2, 5, 10], "covariance_type": ["full", "tied", "diag", "spherical"]}
+    warm("float64", "full")
+    benchmark.group = "gridsearch|digits|-|float64"
+
+    def search():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            GridSearchCV(IMPLS[impl](random_state=0, reg_covar=1e-2), grid, cv=3,
+                         n_jobs=n_jobs).fit(X)
+
+    search()  # loky workers started, their kernels loaded: timed apart from this
+    run(benchmark, quick, search, rounds=3)

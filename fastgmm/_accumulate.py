@@ -22,11 +22,13 @@ the caller adds the slots in order. The covariance type, path and mode are
 constants of the closure: a call compiles only what it runs.
 """
 
+import threading
+
 import numpy as np
 
-from ._estep import (FULL, TIED, TILE_BLOCK, block_log_prob_tiles, block_resp, centre_block,
-                     load_block, _block_log_prob_diag, _block_log_prob_full,
-                     _block_log_prob_tied, whitened_chunk)
+from ._estep import (FULL, TIED, TILE_BLOCK, block_log_prob_diag, block_log_prob_full,
+                     block_log_prob_tiles, block_log_prob_tied, block_resp, centre_block,
+                     load_block, whitened_chunk)
 from ._numba import BLOCK, block_range, jit
 
 MODE_EM, MODE_RESP, MODE_LABELS = 0, 1, 2
@@ -304,6 +306,7 @@ def _labels_tied(X, w, start, stop, labels, shift, gshift, nk, s1, s2, dv):
 
 
 _KERNELS = {}
+_KERNELS_LOCK = threading.Lock()  # one build of each, whatever the threads
 
 
 def stats_kernel(ct, tiled, mode):
@@ -315,8 +318,13 @@ def stats_kernel(ct, tiled, mode):
     any dtype and layout (a memmap, Fortran order, integers): each block is
     converted as it is read."""
     key = (ct, bool(tiled), mode)
-    if key in _KERNELS:
+    with _KERNELS_LOCK:
+        if key not in _KERNELS:
+            _KERNELS[key] = _build_stats_chunks(*key)
         return _KERNELS[key]
+
+
+def _build_stats_chunks(ct, tiled, mode):
     CT, TL, MODE = ct, int(bool(tiled)), mode  # constants: untaken branches never compile
 
     @jit()
@@ -369,12 +377,12 @@ def stats_kernel(ct, tiled, mode):
                     load_block(X, start, stop, XT)
                     if MODE == MODE_EM:
                         if CT == FULL:
-                            _block_log_prob_full(XT, B, means, pc, log_det, log_w, RB, D, lse,
+                            block_log_prob_full(XT, B, means, pc, log_det, log_w, RB, D, lse,
                                                  mx)
                         elif CT == TIED:
-                            _block_log_prob_tied(XT, B, pc, aux, log_det, log_w, RB, D, lse, mx)
+                            block_log_prob_tied(XT, B, pc, aux, log_det, log_w, RB, D, lse, mx)
                         else:
-                            _block_log_prob_diag(XT, B, means, aux, log_det, log_w, RB, mx)
+                            block_log_prob_diag(XT, B, means, aux, log_det, log_w, RB, mx)
                 if MODE == MODE_EM:
                     block_resp(RB, B, lse, mx, scale)
                     for i in range(B):
@@ -405,5 +413,4 @@ def stats_kernel(ct, tiled, mode):
                     _block_accumulate_diag(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], wr, False)
             ll[c] = acc_ll
 
-    _KERNELS[key] = stats_chunks
     return stats_chunks

@@ -10,8 +10,9 @@ passes. A model supplies the hooks:
 - ``_initialize(engine, random_state, inits)`` -> params, its start
 - ``_estep(params, dtype)`` -> ``_mstep.EStep``, what the kernels need per component
 - ``_m_step(stats, eps, wsum, dtype)`` -> params, from additive ``_stats.Stats``
-- ``_lower_bound(stats, wsum, params)`` -> the value EM maximises
-- ``_get_parameters()`` / ``_set_parameters(params)``, ``_expected_shapes(K, d)``,
+- ``_lower_bound(stats, wsum, params, dtype)`` -> the value EM maximises
+- ``_get_parameters()`` / ``_set_parameters(params)``, ``_parameter_names`` (the
+  attributes ``_get_parameters`` returns, in order), ``_expected_shapes(K, d)``,
   ``_n_parameters()``
 
 Nothing about a call is stored on the estimator: the engine holds the data,
@@ -202,21 +203,22 @@ class BaseMixture(DensityMixin, BaseEstimator):
             params = self._get_parameters()
         stats = engine.stats(self._estep(params, dtype))
         lower_bound = self._lower_bound(stats, engine.wsum, params, dtype)
-        online = self.__dict__.get("_online")
-        if online is None:
-            online = {"t": 0, "origin": stats.gshift.copy(), "stats": None}
-        batch = stats.about(online["origin"], engine.wsum)
-        online["t"] += 1
-        if online["stats"] is None:
-            online["stats"] = batch
+        previous = self.__dict__.get("_online")
+        origin = stats.gshift.copy() if previous is None else previous["origin"]
+        batch = stats.about(origin, engine.wsum)
+        t = 1 if previous is None else previous["t"] + 1
+        if previous is None:
+            blended = batch
         else:
-            rho = (online["t"] + self.learning_offset) ** (-self.learning_decay)
-            online["stats"] = online["stats"].blend(batch, rho)
-        self._set_parameters(self._m_step(online["stats"], engine.eps, 1.0, dtype))
-        self._online = online
+            rho = (t + self.learning_offset) ** (-self.learning_decay)
+            blended = previous["stats"].blend(batch, rho)
+        # the M-step may raise (ill-defined covariance): the online state moves on
+        # only with the parameters
+        self._set_parameters(self._m_step(blended, engine.eps, 1.0, dtype))
+        self._online = {"t": t, "origin": origin, "stats": blended}
         self.lower_bounds_ = list(getattr(self, "lower_bounds_", [])) + [lower_bound]
         self.lower_bound_ = lower_bound
-        self.n_iter_ = online["t"]
+        self.n_iter_ = t
         self.converged_ = False
         return self
 
@@ -224,30 +226,30 @@ class BaseMixture(DensityMixin, BaseEstimator):
     def _check_fitted_params(self, n_features):
         """The fitted attributes agree with each other and with X's features, before
         any kernel reads them (kernels do not check bounds: a mismatch corrupted the
-        heap or read garbage)."""
-        means = np.asarray(self.means_)
+        heap or read garbage). Returns the parameters it checked: read once, so that
+        a refit in another thread cannot change them between the check and the use."""
+        params = self._get_parameters()
+        named = dict(zip(self._parameter_names, params))
+        means = np.asarray(named["means_"])
         if means.ndim != 2 or means.shape[1] != n_features or means.shape[0] < 1:
             raise ValueError(
                 f"The fitted attributes are inconsistent: means_ has shape {means.shape}, "
                 f"expected (n_components, {n_features}) for X with {n_features} features. "
                 "Refit the model.")
         for name, shape in self._expected_shapes(*means.shape).items():
-            got = np.shape(getattr(self, name))
+            got = np.shape(named[name])
             if got != shape:
                 raise ValueError(
                     f"The fitted attributes are inconsistent: {name} has shape {got}, "
                     f"expected {shape} for means_ of shape {means.shape} and "
                     f"covariance_type={self.covariance_type!r}. Refit the model.")
-
-    def _predict_engine(self, X):
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        self._check_fitted_params(X.shape[1])
-        return self._engine(X, None)
+        return params
 
     def _log_prob(self, X, out):
-        engine = self._predict_engine(X)
-        return engine.log_prob(self._estep(self._get_parameters(), None), out)
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        params = self._check_fitted_params(X.shape[1])
+        return self._engine(X, None).log_prob(self._estep(params, None), out)
 
     def score_samples(self, X):
         """Compute the log-likelihood of each sample."""

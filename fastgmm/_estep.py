@@ -23,6 +23,7 @@ components on a tile of rows centred on ``gshift``.
 """
 
 import math
+import threading
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def load_block(X, start, stop, XT):
 
 
 @jit()
-def _block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, t, maha):
+def block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, t, maha):
     K, d = means.shape
     const = -0.5 * d * LOG_2PI
     for k in range(K):
@@ -82,7 +83,7 @@ def _block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, t, maha):
 
 
 @jit()
-def _block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
+def block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
     K, d = aux.shape
     const = -0.5 * d * LOG_2PI
     # y = x U once per row (kept in D), then per component subtract mu_k U
@@ -109,7 +110,7 @@ def _block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
 
 
 @jit()
-def _block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP, maha):
+def block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP, maha):
     """'diag' and 'spherical' (aux: the precision factor per feature)."""
     K, d = means.shape
     const = -0.5 * d * LOG_2PI
@@ -265,6 +266,7 @@ def block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP, Z, Ys):
 
 
 _KERNELS = {}
+_KERNELS_LOCK = threading.Lock()  # one build of each, whatever the threads
 
 
 def log_prob_kernel(ct, tiled):
@@ -276,8 +278,13 @@ def log_prob_kernel(ct, tiled):
     mode OUT_RESP:  out_resp[i, k] = responsibilities, and out_lse
     """
     key = (ct, bool(tiled))
-    if key in _KERNELS:
+    with _KERNELS_LOCK:
+        if key not in _KERNELS:
+            _KERNELS[key] = _build_log_prob_blocks(*key)
         return _KERNELS[key]
+
+
+def _build_log_prob_blocks(ct, tiled):
     CT, TL = ct, int(bool(tiled))  # constants of the closure: untaken branches never compile
 
     @jit()
@@ -304,11 +311,11 @@ def log_prob_kernel(ct, tiled):
             else:
                 load_block(X, start, stop, XT)
                 if CT == FULL:
-                    _block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, lse, mx)
+                    block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, lse, mx)
                 elif CT == TIED:
-                    _block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, lse, mx)
+                    block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, lse, mx)
                 else:
-                    _block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP, mx)
+                    block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP, mx)
             if mode == OUT_LABEL:
                 for i in range(B):
                     best = 0
@@ -325,5 +332,4 @@ def log_prob_kernel(ct, tiled):
                         for k in range(K):
                             out_resp[start + i, k] = LP[k, i]
 
-    _KERNELS[key] = log_prob_blocks
     return log_prob_blocks

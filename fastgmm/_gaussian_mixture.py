@@ -170,6 +170,8 @@ class GaussianMixture(BaseMixture):
     def _lower_bound(self, stats, wsum, params, dtype):
         return dtype.type(stats.ll / wsum)  # the mean log-likelihood
 
+    _parameter_names = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
     def _get_parameters(self):
         return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
 

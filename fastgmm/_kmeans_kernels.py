@@ -227,7 +227,9 @@ def _seed_block(X, xmean, sw, C, csqC, near, cl, prev, f32, cands, csq, block_to
     # separate arrays: views of one would keep LLVM from vectorising (aliasing)
     XT, xsq, closest, tmp = np.empty((d, B)), np.empty(B), np.empty(B), np.empty(B)
     _load_centred(X, start, stop, xmean, XT, xsq)
-    _block_closest(XT, B, C, csqC, near, cl, start, prev, True, f32, xsq, closest, tmp)
+    # fold = B > 0, True for every block: a run-time boolean (a literal True or
+    # False would compile _block_closest once more for each caller)
+    _block_closest(XT, B, C, csqC, near, cl, start, prev, B > 0, f32, xsq, closest, tmp)
     for t in range(cands.shape[0]):
         # _sq_dist here and for the fold next round: the chosen candidate's
         # distances have the same bits as its block sums
@@ -322,9 +324,12 @@ def weighted_search(X, xmean, sw, C, csqC, near, cl, prev, tot, rand_vals, out):
             start = b * BLOCK
             stop = min(n, start + BLOCK)
             B = stop - start
-            XT, xsq, closest, tmp = XT_[:, :B], xsq_[:B], cl_[:B], tmp_[:B]
+            # whole buffers (B is passed): the same argument types as the seeding
+            # pass, so the helpers compile once for both
+            XT, xsq, closest, tmp = XT_, xsq_, cl_, tmp_
             _load_centred(X, start, stop, xmean, XT, xsq)
-            _block_closest(XT, B, C, csqC, near, cl, start, prev, False, False, xsq, closest,
+            # no fold, float64: run-time False (B < 0), see _seed_block
+            _block_closest(XT, B, C, csqC, near, cl, start, prev, B < 0, B < 0, xsq, closest,
                            tmp)
             found = False
             for i in range(B):
@@ -375,9 +380,11 @@ def prefix_search(X, xmean, sw, C, csqC, near, cl, prev, prefix, lane, rand_vals
             start = lo * BLOCK
             stop = min(n, start + BLOCK)
             B = stop - start
-            XT, xsq, closest, tmp, v = XT_[:, :B], xsq_[:B], cl_[:B], tmp_[:B], v_[:B]
+            XT, xsq, closest, tmp, v = XT_, xsq_, cl_, tmp_, v_  # whole buffers, as above
             _load_centred(X, start, stop, xmean, XT, xsq)
-            _block_closest(XT, B, C, csqC, near, cl, start, prev, False, True, xsq, closest, tmp)
+            # no fold, float32: run-time booleans, see _seed_block
+            _block_closest(XT, B, C, csqC, near, cl, start, prev, B < 0, B > 0, xsq, closest,
+                           tmp)
             for i in range(B):
                 v[i] = closest[i] if unit else closest[i] * sw[start + i]
             res = start + _first_reach32(v, B, prefix[lo, lane], r)

@@ -154,22 +154,31 @@ def compute_log_det_cholesky(prec_chol, ct, n_features):
     return n_features * np.log(pc)
 
 
-class EStep(tuple):
-    """What the E-step kernels need per component (see ``_estep``), float64:
-    (means, pc, aux, log_det, log_w), plus the type code ``ct`` and ``gshift``,
-    the weights' average of the means (the tiled path's and tied scatter's shift)."""
+class EStep:
+    """What the E-step kernels need per component (see ``_estep``), float64: the
+    arrays (means, pc, aux, log_det, log_w), unpacked in that order by ``*ep``,
+    plus the type code ``ct`` and ``gshift``, the weights' average of the means
+    (the tiled path's and the tied scatter's shift)."""
 
-    def __new__(cls, ct, means, pc, aux, log_det, log_w, gshift):
-        self = super().__new__(cls, (means, pc, aux, log_det, log_w))
-        self.ct, self.gshift = ct, gshift
-        return self
+    __slots__ = ("ct", "arrays", "gshift")
 
-    def __reduce__(self):  # to Dask workers
-        return (EStep, (self.ct, *self, self.gshift))
+    def __init__(self, ct, means, pc, aux, log_det, log_w, gshift):
+        self.ct, self.arrays, self.gshift = ct, (means, pc, aux, log_det, log_w), gshift
+
+    def __iter__(self):
+        return iter(self.arrays)
+
+    def __getitem__(self, i):
+        return self.arrays[i]
 
     @property
     def means(self):
-        return self[0]
+        return self.arrays[0]
+
+    def __dask_tokenize__(self):  # Dask names tasks by their arguments' tokens
+        from dask.base import tokenize
+
+        return ("fastgmm.EStep", self.ct, tokenize(*self.arrays), tokenize(self.gshift))
 
 
 def estep_params(weights, means, prec_chol, ct):

@@ -16,16 +16,17 @@ thread count. The first call in sets the limit, the last one out restores it.
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numba
 
-MIN_WORK = 1 << 18  # a thread's share of a pass at least this many flops (about 0.1 ms)
+MIN_WORK = 1 << 16  # a thread's share of a pass at least this much work (about 50 us)
 
 _lock = threading.Lock()
 _pool = None
 _pool_size = 0
+_n_cpus = None
 
 
 def budget():
@@ -34,9 +35,20 @@ def budget():
     return max(1, int(numba.config.NUMBA_NUM_THREADS))
 
 
+def n_cpus():
+    """The CPUs this process may use (joblib's count: affinity and cgroup quotas)."""
+    global _n_cpus
+    if _n_cpus is None:
+        from joblib import cpu_count
+
+        _n_cpus = max(1, int(cpu_count()))
+    return _n_cpus
+
+
 def resolve_n_jobs(n_jobs):
-    """scikit-learn's n_jobs: None the budget, -1 all CPUs, -2 all but one, ..."""
-    n_cpu = max(budget(), os.cpu_count() or 1)
+    """scikit-learn's n_jobs: None the budget, -1 all CPUs, -2 all but one, ...,
+    a positive count at most the CPUs."""
+    n_cpu = n_cpus()
     if n_jobs is None:
         return budget()
     if n_jobs < 0:
@@ -51,35 +63,39 @@ def threads_for(n_jobs, n_chunk, work):
 
 
 def _get_pool(size):
+    """A pool of at least ``size`` threads. A bigger one replaces a smaller one for
+    later calls; the smaller is never shut down (a call in another thread may be
+    about to submit to it), its idle threads just wait."""
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size < size:
-            old = _pool
             _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="fastgmm")
             _pool_size = size
-            if old is not None:
-                old.shutdown(wait=False)
         return _pool
 
 
 def run(task, n_threads):
     """task(t, n_threads) for t in range(n_threads): t = 0 in the calling thread,
-    the others in the pool. Waits for all, then raises the first error."""
+    the others in the pool. Waits for all that started, then raises the first
+    error (the tasks write into the caller's buffers: none may outlive the call)."""
     if n_threads <= 1:
         task(0, 1)
         return
     pool = _get_pool(n_threads - 1)
-    futures = [pool.submit(task, t, n_threads) for t in range(1, n_threads)]
-    error = None
+    futures, error = [], None
     try:
+        for t in range(1, n_threads):
+            futures.append(pool.submit(task, t, n_threads))
         task(0, n_threads)
     except BaseException as e:  # noqa: BLE001 - re-raised once the others are done
         error = e
-    wait(futures)
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as e:  # noqa: BLE001
+            error = error or e
     if error is not None:
         raise error
-    for f in futures:
-        f.result()
 
 
 _controller = None

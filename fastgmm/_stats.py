@@ -38,12 +38,6 @@ class Stats:
         self.ct, self.nk, self.s1, self.s2, self.ll = ct, nk, s1, s2, float(ll)
         self.shift, self.gshift = shift, gshift
 
-    @classmethod
-    def zeros(cls, ct, shift, gshift):
-        K, d = shift.shape
-        return cls(ct, np.zeros(K), np.zeros((K, d)), np.zeros(s2_shape(ct, K, d)), 0.0,
-                   shift, gshift)
-
     def __add__(self, other):
         """The statistics of both passes (the same shifts: chunks of one pass)."""
         return Stats(self.ct, self.nk + other.nk, self.s1 + other.s1, self.s2 + other.s2,

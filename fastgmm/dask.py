@@ -29,6 +29,7 @@ import dask.array as da
 import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import check_n_samples
 from ._engine import CPUEngine
@@ -280,9 +281,11 @@ class GaussianMixture(_InMemoryGaussianMixture):
     def _log_prob(self, X, out):
         if not isinstance(X, da.Array):
             return super()._log_prob(X, out)
-        engine = self._predict_engine(X)
-        return engine.log_prob(self._estep(self._get_parameters(), None), out,
-                               name=type(self).__name__)
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        params = self._check_fitted_params(X.shape[1])
+        return self._engine(X, None).log_prob(self._estep(params, None), out,
+                                              name=type(self).__name__)
 
     def predict(self, X):
         """Labels; a lazy Dask array for Dask input."""

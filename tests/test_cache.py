@@ -53,12 +53,12 @@ def test_a_fit_compiles_only_its_covariance_type_and_path():
         X = np.random.RandomState(0).normal(size=(1000, 2))
         gm = GaussianMixture(3, random_state=0).fit(X)
         gm.predict(X), gm.predict_proba(X), gm.score_samples(X)
-        unused = [_estep._block_log_prob_tied, _estep._block_log_prob_diag,
+        unused = [_estep.block_log_prob_tied, _estep.block_log_prob_diag,
                   _estep.block_log_prob_tiles, _estep.whitened_chunk,
                   _accumulate._block_accumulate_diag, _accumulate._labels_tied,
                   _accumulate._block_accumulate_whitened, _accumulate.whitened_to_shift,
                   _accumulate._block_accumulate_tiles]
-        used = [_estep._block_log_prob_full, _accumulate._block_accumulate_full,
+        used = [_estep.block_log_prob_full, _accumulate._block_accumulate_full,
                 _accumulate._labels_rows]
         print(sum(len(k.stats.cache_hits) + len(k.stats.cache_misses) for k in unused))
         print(len(_accumulate._KERNELS), len(_estep._KERNELS))

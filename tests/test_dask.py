@@ -268,3 +268,18 @@ def test_warm_start_and_set_params_use_the_fitted_components(client):
     gm.set_params(n_components=5)
     P = gm.predict_proba(da.from_array(X, chunks=100))
     assert P.shape == P.compute().shape == (300, 3)
+
+
+def test_estep_parameters_tokenize_with_their_type_and_shift():
+    """Dask names tasks by the tokens of their arguments: E-step parameters with the
+    same arrays but another covariance type or shift must not share a token (a
+    tuple's token would), or one fit's statistics could be reused for another's."""
+    from dask.base import tokenize
+
+    from fastgmm._mstep import EStep
+
+    arrays = [np.ones((2, 3)), np.zeros((0, 3, 3)), np.ones((2, 3)), np.zeros(2), np.zeros(2)]
+    a = EStep(2, *arrays, np.zeros(3))
+    assert tokenize(a) == tokenize(EStep(2, *arrays, np.zeros(3)))
+    assert tokenize(a) != tokenize(EStep(3, *arrays, np.zeros(3)))
+    assert tokenize(a) != tokenize(EStep(2, *arrays, np.ones(3)))

@@ -132,6 +132,7 @@ def test_kmeans_bitwise_identical_across_thread_counts(dtype, monkeypatch):
     from fastgmm import _pool
 
     monkeypatch.setattr(_pool, "budget", lambda: 4)
+    monkeypatch.setattr(_pool, "n_cpus", lambda: 4)
     used = []
     real_run = _pool.run
 

@@ -66,6 +66,7 @@ def test_bitwise_identical_across_thread_counts(covariance_type, d, init, monkey
     """1, 2 and 3 threads (3: uneven shares; the budget raised and the small-work
     rule off so that each count does run)."""
     monkeypatch.setattr(_pool, "budget", lambda: 4)
+    monkeypatch.setattr(_pool, "n_cpus", lambda: 4)
     monkeypatch.setattr(_pool, "MIN_WORK", 1)
     X = _data(d)
     sw = np.random.RandomState(1).uniform(0, 2, size=X.shape[0])
@@ -208,3 +209,45 @@ def test_bad_n_jobs(n_jobs):
 
     with pytest.raises(InvalidParameterError, match="The 'n_jobs' parameter"):
         GaussianMixture(2, n_jobs=n_jobs).fit(_data(n=400))
+
+
+def test_the_pool_serves_calls_of_every_size_at_once():
+    """Sixteen Python threads run passes of 2 to 16 threads at once, so the pool
+    grows while others use it: every task of every call runs, none fails (a
+    replaced pool was shut down under a caller about to submit to it)."""
+    errors, start = [], threading.Barrier(16)
+
+    def caller(i):
+        try:
+            start.wait()
+            for _ in range(30):
+                n = 2 + i % 15
+                seen = np.zeros(n, dtype=np.int64)
+
+                def task(t, T):
+                    seen[t] += T
+
+                _pool.run(task, n)
+                assert (seen == n).all()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+
+
+def test_a_failing_task_fails_the_call_after_the_others_finish():
+    done = []
+
+    def task(t, T):
+        if t == 1:
+            raise ValueError("task 1")
+        done.append(t)
+
+    with pytest.raises(ValueError, match="task 1"):
+        _pool.run(task, 3)
+    assert sorted(done) == [0, 2]
