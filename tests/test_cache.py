@@ -87,3 +87,45 @@ def test_the_tiled_path_compiles_no_other_variant():
         print(*sorted(len(k.signatures) for k in _accumulate._KERNELS.values()))
     """)
     assert out == ["1", "1"]
+
+
+def test_an_edit_of_a_helpers_file_recompiles_the_passes_that_call_it(tmp_path):
+    """Numba's cache checks only the file of the function it loads: after an edit
+    of _estep.py (the helpers) a cached statistics pass of _accumulate.py still ran
+    the old helpers. The passes carry a digest of the kernel files in their
+    closures: in a copy of the package, a comment added to _estep.py makes the next
+    process compile the statistics pass again instead of loading it."""
+    import shutil
+    from pathlib import Path
+
+    import fastgmm
+
+    pkg = tmp_path / "fastgmm"
+    shutil.copytree(Path(fastgmm.__file__).parent, pkg,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, %r)
+        import numpy as np
+        import fastgmm
+        assert fastgmm.__file__.startswith(%r)
+        from fastgmm import _accumulate
+        X = np.random.RandomState(0).normal(size=(600, 2))
+        fastgmm.GaussianMixture(2, covariance_type="diag", init_params="random",
+                                random_state=0, max_iter=2).fit(X)
+        k = _accumulate._KERNELS[(2, False, 0)]
+        print(len(k.stats.cache_misses), len(k.stats.cache_hits))
+    """ % (str(tmp_path), str(tmp_path)))
+
+    def run():
+        out = subprocess.run([sys.executable, "-W", "ignore", "-c", code],
+                             capture_output=True, text=True, timeout=600,
+                             env={**__import__("os").environ, "NUMBA_CACHE_DIR": ""})
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout.split()
+
+    assert run() == ["1", "0"]  # compiled, cached
+    assert run() == ["0", "1"]  # loaded
+    estep = pkg / "_estep.py"
+    estep.write_text(estep.read_text() + "\n# an edit\n")
+    assert run() == ["1", "0"]  # compiled again
