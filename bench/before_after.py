@@ -5,7 +5,8 @@
 OLD_TREE / NEW_TREE are checkouts (``git worktree add /tmp/old <rev>``; NEW_TREE
 defaults to this one). The fastgmm half of ``bench/test_bench.py`` (this tree's
 copy) runs against each tree's package in turn, ``--rounds`` times interleaved,
-each run in its own process; every case keeps its minimum over the rounds. Prints
+each run in its own process with a kernel cache of its own per tree (the first
+round compiles; take two rounds or more); every case keeps its minimum. Prints
 one markdown row per benchmark group: the old and new minimum and new / old.
 Run it with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` unset, as on a user's
 machine.
@@ -22,8 +23,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def run(tree, select, out):
-    env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
+def run(tree, select, out, cache):
+    # a kernel cache of its own per tree, kept across rounds: nothing stale from an
+    # earlier edit, and the rounds after the first run warm
+    env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()), NUMBA_CACHE_DIR=cache)
     cmd = [sys.executable, "-m", "pytest", str(HERE / "test_bench.py"), "-q",
            "-p", "no:cacheprovider", "-k", select, f"--benchmark-json={out}",
            "--benchmark-disable-gc"]
@@ -47,7 +50,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.rounds):
             for side in ("old", "new"):
-                res = run(getattr(a, side), a.select, f"{tmp}/{side}{r}.json")
+                res = run(getattr(a, side), a.select, f"{tmp}/{side}{r}.json",
+                          f"{tmp}/cache-{side}")
                 for name, (group, t) in res.items():
                     g, m = best[side].get(name, (group, float("inf")))
                     best[side][name] = (group, min(m, t))
