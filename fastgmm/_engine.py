@@ -62,12 +62,12 @@ class CPUEngine:
         flops = (row1 - row0) * d * (d if ct == FULL else 1) * (1 if mode == MODE_LABELS else K)
         T = _pool.threads_for(self.n_jobs, nch, flops)
 
-        def task(t, T):
+        def chunks(first, step):
             kernel(X, self.w, row0, row1, R, labels, *ep, shift, gshift, ucat, muu, nk, s1,
-                   s2, ll, t, T)
+                   s2, ll, first, step)
 
         with _pool.blas_one_thread(tiled and mode != MODE_LABELS):
-            _pool.run(task, T)
+            _pool.run_chunks(chunks, nch, nb, T)
             st = Stats(ct, nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0), float(ll.sum()),
                        shift, gshift)
             if tiled and mode == MODE_EM:

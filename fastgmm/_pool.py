@@ -14,6 +14,7 @@ threads must not fight BLAS's, and a threaded BLAS product can round with its
 thread count. The first call in sets the limit, the last one out restores it.
 """
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 
 import numba
 
+DYNAMIC_BLOCKS = 8  # blocks a chunk from which threads claim chunks one at a time
 MIN_WORK = 1 << 16  # a thread's share of a pass at least this much work (about 50 us)
 
 _lock = threading.Lock()
@@ -96,6 +98,29 @@ def run(task, n_threads):
             error = error or e
     if error is not None:
         raise error
+
+
+def run_chunks(kernel_call, n_chunk, n_blocks, n_threads):
+    """kernel_call(first, step) runs chunks first, first + step, ... of a pass.
+    Several threads claim chunks one at a time where chunks are large (at least
+    DYNAMIC_BLOCKS blocks each: a claim costs a kernel call, some 10 us), so that a
+    thread slowed by a neighbour on the machine takes fewer; else each thread takes
+    every T-th chunk in one call. Which thread ran a chunk never changes a result:
+    each chunk has its own slot."""
+    if n_threads <= 1:
+        kernel_call(0, 1)
+    elif n_blocks >= DYNAMIC_BLOCKS * n_chunk:
+        claims = itertools.count()  # next() on it is atomic under the GIL
+
+        def task(t, T):
+            for c in iter(claims.__next__, None):
+                if c >= n_chunk:
+                    break
+                kernel_call(c, n_chunk)  # chunk c alone
+
+        run(task, n_threads)
+    else:
+        run(kernel_call, n_threads)
 
 
 _controller = None

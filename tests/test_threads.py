@@ -71,7 +71,10 @@ def test_bitwise_identical_across_thread_counts(covariance_type, d, init, monkey
     X = _data(d)
     sw = np.random.RandomState(1).uniform(0, 2, size=X.shape[0])
     results = []
-    for n_jobs in (1, 2, 3):
+    for n_jobs, dynamic in ((1, False), (2, False), (3, False), (2, True), (3, True)):
+        # dynamic: threads claim the statistics' chunks one at a time (as on large
+        # data, where chunks have DYNAMIC_BLOCKS blocks or more)
+        monkeypatch.setattr(_pool, "DYNAMIC_BLOCKS", 1 if dynamic else 10**9)
         spy_threads.clear()
         results.append(_fit(X, n_jobs, sw, covariance_type=covariance_type,
                             init_params=init))
