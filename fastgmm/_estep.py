@@ -55,11 +55,15 @@ def load_block(X, start, stop, XT):
     features on, 16 rows at a time (a column of XT written a row at a time misses
     the cache on every store: its rows are 2 KiB apart)."""
     B, d = stop - start, X.shape[1]
-    step = 16 if d >= 16 else B
-    for i0 in range(0, B, max(step, 1)):
-        i1 = min(i0 + step, B)
-        for a in range(d):
-            for i in range(i0, i1):
+    if d >= 16:
+        for i0 in range(0, B, 16):
+            i1 = min(i0 + 16, B)
+            for a in range(d):
+                for i in range(i0, i1):
+                    XT[a, i] = X[start + i, a]
+    else:  # a row at a time (reading X along its rows) is faster below 16 features
+        for i in range(B):
+            for a in range(d):
                 XT[a, i] = X[start + i, a]
 
 
