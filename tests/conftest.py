@@ -46,3 +46,23 @@ def covariance_type(request):
 @pytest.fixture(params=[np.float64, np.float32], ids=["f64", "f32"])
 def dtype(request):
     return request.param
+
+
+@pytest.fixture
+def spy_threads(monkeypatch):
+    """The thread counts fastgmm's pool runs calls with (a spy on its entry point),
+    with the thread budget and CPU count raised to 4 so that n_jobs = 3 is not
+    capped on a small machine."""
+    from fastgmm import _pool
+
+    monkeypatch.setattr(_pool, "budget", lambda: 4)
+    monkeypatch.setattr(_pool, "n_cpus", lambda: 4)
+    used = []
+    run = _pool.run
+
+    def counting_run(task, n_threads):
+        used.append(n_threads)
+        return run(task, n_threads)
+
+    monkeypatch.setattr(_pool, "run", counting_run)
+    return used

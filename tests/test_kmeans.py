@@ -121,7 +121,7 @@ def _thread_counts():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_kmeans_bitwise_identical_across_thread_counts(dtype, monkeypatch):
+def test_kmeans_bitwise_identical_across_thread_counts(dtype, spy_threads):
     """The k-means passes on 1, 2 and 3 threads (n_jobs; the budget raised so
     that 3 is not capped on a small machine; 3 makes uneven shares): the same
     rows, labels and centres, and the same potentials, block sums and float32
@@ -129,18 +129,7 @@ def test_kmeans_bitwise_identical_across_thread_counts(dtype, monkeypatch):
     blocks, dozens a thread, and (float32) k-means++ running sums across blocks.
     A kernel whose sums followed the threads (one accumulator a thread instead
     of one a block) fails this."""
-    from fastgmm import _pool
-
-    monkeypatch.setattr(_pool, "budget", lambda: 4)
-    monkeypatch.setattr(_pool, "n_cpus", lambda: 4)
-    used = []
-    real_run = _pool.run
-
-    def counting_run(task, n_threads):
-        used.append(n_threads)
-        return real_run(task, n_threads)
-
-    monkeypatch.setattr(_pool, "run", counting_run)
+    used = spy_threads
     rng = np.random.RandomState(1)
     X = np.concatenate([rng.normal(size=(8000, 4)) * (1 + k) + 3 * k for k in range(5)])
     X = X.astype(dtype)

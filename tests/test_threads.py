@@ -27,20 +27,6 @@ def _data(d=5, n=20_000):
     return X[:-37]
 
 
-@pytest.fixture
-def spy_threads(monkeypatch):
-    """The thread counts of the passes (fastgmm's own pool: a spy on its entry)."""
-    used = []
-    run = _pool.run
-
-    def counting_run(task, n_threads):
-        used.append(n_threads)
-        return run(task, n_threads)
-
-    monkeypatch.setattr(_pool, "run", counting_run)
-    return used
-
-
 def _fit(X, n_jobs, sw=None, **kw):
     gm = GaussianMixture(4, random_state=0, max_iter=15, tol=0, n_jobs=n_jobs, **kw)
     with warnings.catch_warnings():
@@ -63,10 +49,8 @@ def _assert_same(a, b):
                             ("tied", 3, "k-means++")])
 def test_bitwise_identical_across_thread_counts(covariance_type, d, init, monkeypatch,
                                                 spy_threads):
-    """1, 2 and 3 threads (3: uneven shares; the budget raised and the small-work
-    rule off so that each count does run)."""
-    monkeypatch.setattr(_pool, "budget", lambda: 4)
-    monkeypatch.setattr(_pool, "n_cpus", lambda: 4)
+    """1, 2 and 3 threads (3: uneven shares; the spy raises the budget, and the
+    small-work rule is off, so that each count does run)."""
     monkeypatch.setattr(_pool, "MIN_WORK", 1)
     X = _data(d)
     sw = np.random.RandomState(1).uniform(0, 2, size=X.shape[0])
