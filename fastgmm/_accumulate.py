@@ -29,7 +29,7 @@ import numpy as np
 from ._estep import (FULL, TIED, TILE_BLOCK, block_log_prob_diag, block_log_prob_full,
                      block_log_prob_tiles, block_log_prob_tied, block_resp, centre_block,
                      load_block, whitened_chunk)
-from ._numba import BLOCK, SOURCE_STAMP, block_range, jit
+from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner
 
 MODE_EM, MODE_RESP, MODE_LABELS = 0, 1, 2
 # the tiled EM pass keeps a block's whitened rows for its statistics up to this many
@@ -37,7 +37,7 @@ MODE_EM, MODE_RESP, MODE_LABELS = 0, 1, 2
 ZKEEP_BYTES = 8 << 20
 
 
-@jit()
+@jit_inner()
 def _scatter(XT, B, c, wts, D, s1row, s2mat):
     """D = XT - c; s1row += sum_i wts_i D_i; s2mat (upper triangle) += sum_i
     wts_i D_i D_i^T. The 'full' per-component and the 'tied' pooled scatter."""
@@ -58,7 +58,7 @@ def _scatter(XT, B, c, wts, D, s1row, s2mat):
             s2mat[a, b] += acc
 
 
-@jit()
+@jit_inner()
 def _block_accumulate_full(XT, B, wb, R, shift, nk, s1, s2, D, wr):
     K = shift.shape[0]
     for k in range(K):
@@ -73,7 +73,7 @@ def _block_accumulate_full(XT, B, wb, R, shift, nk, s1, s2, D, wr):
         _scatter(XT, B, shift[k], wr, D, s1[k], s2[k])
 
 
-@jit()
+@jit_inner()
 def _block_accumulate_diag(XT, B, wb, R, shift, nk, s1, s2, wr, tied):
     """First and second moments in one sweep, no D ('diag', 'spherical'; with
     ``tied`` the first moments only)."""
@@ -101,14 +101,14 @@ def _block_accumulate_diag(XT, B, wb, R, shift, nk, s1, s2, wr, tied):
                 s2[k, 0, a] += acc2
 
 
-@jit()
+@jit_inner()
 def _z_keep(ucat):
     """Chunks of whitened rows a tiled EM block keeps: a function of the shape."""
     per_chunk = ucat.shape[2] * TILE_BLOCK * ucat.itemsize
     return min(ucat.shape[0], max(1, ZKEEP_BYTES // per_chunk))
 
 
-@jit()
+@jit_inner()
 def _scatter_cols(DT, WT, B, wr, wrt, t, k, s1, s2):
     """Rows of a component as the columns of DT (d, B): s1[k] += t = sum_i wr_i D_i
     (float64), s2[k] (upper triangle) += D^T (wr D), one BLAS product in DT's
@@ -128,7 +128,7 @@ def _scatter_cols(DT, WT, B, wr, wrt, t, k, s1, s2):
             s2[k, a, b] += np.float64(G[a, b])
 
 
-@jit()
+@jit_inner()
 def _component_weights(wb, R, k, B, wr, wrt):
     tot = 0.0
     for i in range(B):
@@ -139,7 +139,7 @@ def _component_weights(wb, R, k, B, wr, wrt):
     return tot
 
 
-@jit()
+@jit_inner()
 def _block_accumulate_whitened(Xc, B, wb, R, ucat, muu, Z, Ys, nk, s1, s2, WT, wr, wrt, t):
     """'full' statistics of an EM block in each component's whitened coordinates:
     with z = (x - mu_k) U_k, s1[k] += sum_i w_i r_ik z_i, s2[k] += sum_i w_i r_ik
@@ -187,7 +187,7 @@ def _block_accumulate_whitened(Xc, B, wb, R, ucat, muu, Z, Ys, nk, s1, s2, WT, w
             _scatter_cols(Yk[kk], WT, B, wr, wrt, t, k, s1, s2)
 
 
-@jit()
+@jit_inner()
 def _block_accumulate_tiles(Xc, B, wb, R, centre, nk, s1, s2, DT, WT, wr, wrt, t):
     """'full' statistics of given responsibilities (no precision factors yet): each
     component's rows centred on centre[k] (relative to gshift, as Xc) inside the
@@ -206,7 +206,7 @@ def _block_accumulate_tiles(Xc, B, wb, R, centre, nk, s1, s2, DT, WT, wr, wrt, t
         _scatter_cols(DT, WT, B, wr, wrt, t, k, s1, s2)
 
 
-@jit()
+@jit_inner()
 def _move_stats(n, t, S, e, s1row, s2mat):
     """Statistics about a centre (n, t = sum w D, S = sum w D D^T, full or upper)
     added to those about a shift, the centre minus the shift being e:
@@ -252,7 +252,7 @@ def whitened_to_shift(nkw, s1w, s2w, pc, means, shift, s1, s2):
         _move_stats(nkw[k], t, S, e, s1[k], s2[k])
 
 
-@jit()
+@jit_inner()
 def _labels_rows(X, w, start, stop, labels, shift, nk, s1, s2, dv, full):
     """The statistics of one-hot responsibilities (label k, K or more for none):
     O(d^2) a row ('full') or O(d) instead of O(K d^2); 'diag' / 'spherical' second
@@ -280,7 +280,7 @@ def _labels_rows(X, w, start, stop, labels, shift, nk, s1, s2, dv, full):
                 s2[k, 0, a] += wi * dv[a] * dv[a]
 
 
-@jit()
+@jit_inner()
 def _labels_tied(X, w, start, stop, labels, shift, gshift, nk, s1, s2, dv):
     """'tied' with hard labels: each component's first moments, and the pooled
     scatter about gshift over all rows."""

@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from ._numba import BLOCK, SOURCE_STAMP, jit
+from ._numba import BLOCK, SOURCE_STAMP, jit, jit_inner
 
 LOG_2PI = math.log(2.0 * math.pi)
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
@@ -48,7 +48,7 @@ def block_size(ct, n_features):
     return TILE_BLOCK if uses_tiles(ct, n_features) else BLOCK
 
 
-@jit()
+@jit_inner()
 def load_block(X, start, stop, XT):
     """Rows [start, stop) of X (any dtype or layout), transposed into XT (d, B) as
     float64: the inner loops then run over contiguous rows and vectorise. From 16
@@ -67,7 +67,7 @@ def load_block(X, start, stop, XT):
                 XT[a, i] = X[start + i, a]
 
 
-@jit()
+@jit_inner()
 def block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, t, maha):
     K, d = means.shape
     const = -0.5 * d * LOG_2PI
@@ -92,7 +92,7 @@ def block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, t, maha):
             LP[k, i] = c0 - 0.5 * maha[i]
 
 
-@jit()
+@jit_inner()
 def block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
     K, d = aux.shape
     const = -0.5 * d * LOG_2PI
@@ -119,7 +119,7 @@ def block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
             LP[k, i] = c0 - 0.5 * maha[i]
 
 
-@jit()
+@jit_inner()
 def block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP, maha):
     """'diag' and 'spherical' (aux: the precision factor per feature)."""
     K, d = means.shape
@@ -146,7 +146,7 @@ _LN2_HI = 6.93145751953125e-1
 _LN2_LO = 1.42860682030941723212e-6
 
 
-@jit()
+@jit_inner()
 def _exp_rows(LP, k, mx, B, scale):
     """LP[k, :B] = exp(LP[k, :B] - mx[:B]) (arguments are <= 0)."""
     for i in range(B):
@@ -176,7 +176,7 @@ def _exp_rows(LP, k, mx, B, scale):
         LP[k, i] *= s[i]
 
 
-@jit()
+@jit_inner()
 def block_resp(LP, B, lse, mx, scale):
     """LP (K, B) -> responsibilities in place; lse[i] = log sum_k exp(LP[k, i]).
     Loops run over the rows innermost (contiguous) so that they vectorise; scale
@@ -217,14 +217,14 @@ def tile_params(pc, means, gshift, dtype):
     return ucat, muu
 
 
-@jit()
+@jit_inner()
 def centre_block(X, start, stop, gshift, Xc):
     for i in range(stop - start):
         for a in range(X.shape[1]):
             Xc[i, a] = X[start + i, a] - gshift[a]
 
 
-@jit()
+@jit_inner()
 def whitened_chunk(Xc, ucat, muu, ch, Y, maha):
     """Y = [U_k ...]^T Xc^T for chunk ch of kc components (one BLAS product in the
     data's dtype: float32 data gets float32 products, twice the rate), then in
@@ -254,7 +254,7 @@ def whitened_chunk(Xc, ucat, muu, ch, Y, maha):
                     Yk[kk, j, i] = np.float64(Yk[kk, j, i]) - c
 
 
-@jit()
+@jit_inner()
 def block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP, Z, Ys):
     """'full' log-probabilities of a block Xc (B, d) centred on c = gshift, chunk by
     chunk of components (``whitened_chunk``): log w_k + log det U_k - d/2 log 2 pi

@@ -38,7 +38,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _pool
-from ._kmeans_kernels import (add_lloyd_slots, column_totals, lloyd_blocks, pairwise_col0,
+from ._kmeans_kernels import (add_lloyd_slots, column_totals, lloyd_kernel, pairwise_col0,
                               pick_uniform, prefix_rows, prefix_search, seed_blocks,
                               sequential_sums, sq_dist_blocks, sq_norms, weighted_search)
 from ._numba import BLOCK, work_dtype
@@ -289,9 +289,9 @@ def lloyd_pass(X, xmean, sw, centers, csq, labels, first, update, group, sums, w
     for g0 in range(0, nblocks, group):
         gn = min(group, nblocks - g0)
         n_threads = _pool.threads_for(n_jobs, gn, gn * BLOCK * K * d * 2)
-        _pool.run(lambda t, T: lloyd_blocks(X, xmean, sw, centers, csq, labels, first, update, g0,
-                                            gn, g_sums, g_w, g_cnt, g_changed, g_sq, f32, t, T),
-                  n_threads)
+        kernel = lloyd_kernel(f32)
+        _pool.run(lambda t, T: kernel(X, xmean, sw, centers, csq, labels, first, update, g0, gn,
+                                      g_sums, g_w, g_cnt, g_changed, g_sq, f32, t, T), n_threads)
         changed += add_lloyd_slots(gn, update, g_sums, g_w, g_cnt, g_changed, g_sq, sums,
                                    weights, counts, sq)
     return changed, float(sq[0])

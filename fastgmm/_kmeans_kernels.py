@@ -8,12 +8,14 @@ driver adds the slots in block order (``column_totals``, ``add_lloyd_slots``,
 ``prefix_rows``): no result depends on the thread count.
 """
 
+import threading
+
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from ._numba import BLOCK, block_range, jit, jit_exact
+from ._numba import BLOCK, block_range, jit, jit_exact, jit_exact_inner, jit_inner
 
 
 @intrinsic
@@ -48,7 +50,7 @@ def sequential_sums(X, m, sq, acc):
                 acc[a] += X[i, a]
 
 
-@jit_exact
+@jit_exact_inner
 def _col0_term(X, m, zero, sq, i):
     v = zero + X[i, 0]
     if sq:
@@ -107,7 +109,7 @@ def sq_norms(A):
     return out
 
 
-@jit()
+@jit_inner()
 def _load_centred(X, start, stop, xmean, XT, xsq):
     """Rows [start, stop) of X minus xmean, transposed into XT (d, B) in XT's
     dtype, and their squared norms: the loops below then run over contiguous rows."""
@@ -134,7 +136,7 @@ def _load_centred(X, start, stop, xmean, XT, xsq):
             xsq[i] += XT[a, i] * XT[a, i]
 
 
-@jit()
+@jit_inner()
 def _dots(XT, B, c, out):
     """out[i] = x_i . c over the block, four features a sweep (fewer loads and
     stores of ``out`` than one feature a sweep)."""
@@ -152,7 +154,7 @@ def _dots(XT, B, c, out):
             out[i] += (XT[a, i] * c0 + XT[a + 1, i] * c1) + (XT[a + 2, i] * c2 + XT[a + 3, i] * c3)
 
 
-@jit()
+@jit_inner()
 def _sq_dist(XT, B, c, csq, xsq, out):
     """scikit-learn's squared distance (-2 x.c + |c|^2) + |x|^2, clipped at 0."""
     _dots(XT, B, c, out)
@@ -160,14 +162,14 @@ def _sq_dist(XT, B, c, csq, xsq, out):
         out[i] = max(-2.0 * out[i] + csq + xsq[i], 0.0)
 
 
-@jit()
+@jit_inner()
 def _round32(out, B):
     """Round out[:B] to float32 (scikit-learn stores its float64 distances so)."""
     for i in range(B):
         out[i] = np.float32(out[i])
 
 
-@jit()
+@jit_inner()
 def _dots_gather(XT, B, C, near, start, out):
     """out[i] = x_i . C[near[start + i]], features grouped as in ``_dots`` (the same
     bits as ``_sq_dist`` gives for that centre); rows innermost: a gather from C
@@ -186,7 +188,7 @@ def _dots_gather(XT, B, C, near, start, out):
                        + (XT[a + 2, i] * C[k, a + 2] + XT[a + 3, i] * C[k, a + 3]))
 
 
-@jit()
+@jit_inner()
 def _block_closest(XT, B, C, csqC, near, cl, start, prev, fold, f32, xsq, out, tmp):
     """out[i]: the squared distance of row i to its nearest chosen centre (rounded
     to float32 with ``f32``), folding in centre ``prev`` if prev >= 0 (and, with
@@ -226,7 +228,7 @@ def _block_closest(XT, B, C, csqC, near, cl, start, prev, fold, f32, xsq, out, t
 # --- k-means++ ---
 
 
-@jit()
+@jit_inner()
 def _seed_block(X, xmean, sw, C, csqC, near, cl, prev, f32, cands, csq, block_tot, gb, b):
     """Block b of a seeding pass: its candidates' block sums, and with ``f32``
     their float32 terms into gb[t, :B]."""
@@ -283,7 +285,7 @@ def column_totals(A):
     return out
 
 
-@jit_exact
+@jit_exact_inner
 def _running_sums32(v, B, runs):
     """runs[t] += v[t, 0] + ... + v[t, B - 1], added one at a time in float32
     (np.cumsum's order), eight lanes t at a time held in registers."""
@@ -354,7 +356,7 @@ def weighted_search(X, xmean, sw, C, csqC, near, cl, prev, tot, rand_vals, out):
         out[j] = res
 
 
-@jit_exact
+@jit_exact_inner
 def _first_reach32(v, B, run, r):
     """The first i whose float32 running sum from ``run`` is >= r, else B - 1."""
     for i in range(B):
@@ -420,7 +422,7 @@ def pick_uniform(n, pval, u):
 # --- Lloyd ---
 
 
-@jit_exact
+@jit_exact_inner
 def _assign32(XT, B, centers, csq, acc, best, lab):
     """scikit-learn's float32 assignment of a block: |c|^2 - 2 x.c in float32,
     x.c a fused multiply-add chain over the features in order, the first minimum.
@@ -455,64 +457,81 @@ def _assign32(XT, B, centers, csq, acc, best, lab):
             best[i] = min(dist, best[i])
 
 
-@jit()
-def lloyd_blocks(X, xmean, sw, centers, csq, labels, first, update, g0, gn, g_sums, g_w, g_cnt,
-                 g_changed, g_sq, f32, t, T):
-    """Thread t of T in a Lloyd pass, its share of blocks g0 .. g0 + gn - 1:
-    assigns each row to the nearest centre (scikit-learn's |c|^2 - 2 x.c, first
-    minimum on ties; ``f32``: float32 centres and ``csq``, ``_assign32``) and
-    fills block g0 + j's slot j: rows a label (g_cnt), labels changed (all on
-    the ``first`` pass), sum of the centred rows' squared norms (g_sq) and, with
-    ``update``, the weighted rows' sums and weights a label."""
-    n, d = X.shape
-    K = centers.shape[0]
-    unit = sw.shape[0] == 0
-    lo, hi = block_range(t, gn, T)
-    for j in range(lo, hi):
-        start = (g0 + j) * BLOCK
-        stop = min(n, start + BLOCK)
-        B = stop - start
-        # the centres' dtype: float32 rows for float32 data (x - mean is float32)
-        XT, xsq = np.empty((d, B), dtype=centers.dtype), np.empty(B)
-        dot, best, lab = (np.empty(B, dtype=centers.dtype), np.empty(B, dtype=centers.dtype),
-                          np.empty(B, dtype=centers.dtype))  # separate arrays (aliasing)
-        _load_centred(X, start, stop, xmean, XT, xsq)
-        acc = 0.0
-        for i in range(B):
-            acc += xsq[i]
-        g_sq[j] = acc
-        if f32:
-            _assign32(XT, B, centers, csq, dot, best, lab)
-        else:
+_LLOYD = {}
+_LLOYD_LOCK = threading.Lock()
+
+
+def lloyd_kernel(f32):
+    """``lloyd_blocks`` for float32 (scikit-learn's float32 assignment) or float64
+    data: the dtype is a constant of the closure, so a float64 k-means never
+    compiles the float32 arithmetic."""
+    with _LLOYD_LOCK:
+        if bool(f32) not in _LLOYD:
+            _LLOYD[bool(f32)] = _build_lloyd(int(bool(f32)))
+        return _LLOYD[bool(f32)]
+
+
+def _build_lloyd(F32):
+    @jit()
+    def lloyd_blocks(X, xmean, sw, centers, csq, labels, first, update, g0, gn, g_sums, g_w, g_cnt,
+                     g_changed, g_sq, f32, t, T):
+        """Thread t of T in a Lloyd pass, its share of blocks g0 .. g0 + gn - 1:
+        assigns each row to the nearest centre (scikit-learn's |c|^2 - 2 x.c, first
+        minimum on ties; ``f32``: float32 centres and ``csq``, ``_assign32``) and
+        fills block g0 + j's slot j: rows a label (g_cnt), labels changed (all on
+        the ``first`` pass), sum of the centred rows' squared norms (g_sq) and, with
+        ``update``, the weighted rows' sums and weights a label."""
+        n, d = X.shape
+        K = centers.shape[0]
+        unit = sw.shape[0] == 0
+        lo, hi = block_range(t, gn, T)
+        for j in range(lo, hi):
+            start = (g0 + j) * BLOCK
+            stop = min(n, start + BLOCK)
+            B = stop - start
+            # the centres' dtype: float32 rows for float32 data (x - mean is float32)
+            XT, xsq = np.empty((d, B), dtype=centers.dtype), np.empty(B)
+            dot, best, lab = (np.empty(B, dtype=centers.dtype), np.empty(B, dtype=centers.dtype),
+                              np.empty(B, dtype=centers.dtype))  # separate arrays (aliasing)
+            _load_centred(X, start, stop, xmean, XT, xsq)
+            acc = 0.0
             for i in range(B):
-                best[i] = np.inf
-                lab[i] = 0.0
-            for k in range(K):
-                _dots(XT, B, centers[k], dot)
-                ck = csq[k]
-                kf = np.float64(k)
-                for i in range(B):  # branch-free, so that it vectorises
-                    dist = ck - 2.0 * dot[i]
-                    lt = dist < best[i]
-                    lab[i] = kf if lt else lab[i]
-                    best[i] = min(dist, best[i])
-        nchg = 0
-        g_cnt[j] = 0
-        for i in range(B):
-            k = np.int64(lab[i])
-            nchg += labels[start + i] != k
-            labels[start + i] = k
-            g_cnt[j, k] += 1
-        g_changed[j] = B if first else nchg
-        if update:
-            g_sums[j] = 0.0
-            g_w[j] = 0.0
+                acc += xsq[i]
+            g_sq[j] = acc
+            if F32 == 1:  # a constant: float64 passes never compile _assign32
+                _assign32(XT, B, centers, csq, dot, best, lab)
+            else:
+                for i in range(B):
+                    best[i] = np.inf
+                    lab[i] = 0.0
+                for k in range(K):
+                    _dots(XT, B, centers[k], dot)
+                    ck = csq[k]
+                    kf = np.float64(k)
+                    for i in range(B):  # branch-free, so that it vectorises
+                        dist = ck - 2.0 * dot[i]
+                        lt = dist < best[i]
+                        lab[i] = kf if lt else lab[i]
+                        best[i] = min(dist, best[i])
+            nchg = 0
+            g_cnt[j] = 0
             for i in range(B):
                 k = np.int64(lab[i])
-                w = 1.0 if unit else sw[start + i]
-                g_w[j, k] += w
-                for a in range(d):
-                    g_sums[j, k, a] += XT[a, i] * w
+                nchg += labels[start + i] != k
+                labels[start + i] = k
+                g_cnt[j, k] += 1
+            g_changed[j] = B if first else nchg
+            if update:
+                g_sums[j] = 0.0
+                g_w[j] = 0.0
+                for i in range(B):
+                    k = np.int64(lab[i])
+                    w = 1.0 if unit else sw[start + i]
+                    g_w[j, k] += w
+                    for a in range(d):
+                        g_sums[j, k, a] += XT[a, i] * w
+
+    return lloyd_blocks
 
 
 @jit_exact
