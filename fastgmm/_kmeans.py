@@ -38,9 +38,10 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _pool
-from ._kmeans_kernels import (add_lloyd_slots, column_totals, lloyd_kernel, pairwise_col0,
-                              pick_uniform, prefix_rows, prefix_search, seed_blocks,
-                              sequential_sums, sq_dist_blocks, sq_norms, weighted_search)
+from ._kmeans_kernels import (column_totals, pairwise_col0, pick_uniform, prefix_rows,
+                              prefix_search, seed_blocks, sequential_sums, sq_norms,
+                              weighted_search)
+from ._lloyd_kernels import add_lloyd_slots, lloyd_kernel, sq_dist_blocks
 from ._numba import BLOCK, work_dtype
 
 LLOYD_MAX_ITER = 300
@@ -268,7 +269,7 @@ def lloyd_pass(X, xmean, sw, centers, csq, labels, first, update, group, sums, w
     minimum on ties; ``csq`` the centres' |c|^2), with ``update`` adding the
     weighted rows into ``sums`` and ``weights`` (float64); ``counts`` gets the
     rows a centre. ``f32``: float32 centres and ``csq``, assigned as
-    ``_kmeans_kernels._assign32``. Returns how many labels changed (all of them
+    ``_lloyd_kernels._assign32``. Returns how many labels changed (all of them
     on the ``first`` pass) and the sum of the rows' squared norms (centred: n
     times the data's total variance, for Lloyd's tolerance). The threads run
     ``group`` blocks at a time (``lloyd_blocks``), each block into its own slot;

@@ -7,11 +7,12 @@ import textwrap
 
 KERNELS = """
     import numba
-    from fastgmm import _accumulate, _estep, _kmeans_kernels, _mstep, _numba
+    from fastgmm import _accumulate, _estep, _kmeans_kernels, _lloyd_kernels, _mstep, _numba
 
     def kernels():
-        out = list(_estep._KERNELS.values()) + list(_accumulate._KERNELS.values())
-        for mod in (_estep, _accumulate, _kmeans_kernels, _mstep, _numba):
+        out = (list(_estep._KERNELS.values()) + list(_accumulate._KERNELS.values())
+               + list(_lloyd_kernels._LLOYD.values()))
+        for mod in (_estep, _accumulate, _kmeans_kernels, _lloyd_kernels, _mstep, _numba):
             out += [v for v in vars(mod).values()
                     if isinstance(v, numba.core.registry.CPUDispatcher)]
         return out
