@@ -59,14 +59,21 @@ def _scatter(XT, B, c, wts, D, s1row, s2mat):
 
 
 @jit_inner()
+def _weights_of(wb, R, k, B, wr):
+    """wr[i] = w_i r_ik over the block; returns their sum (nk's share)."""
+    tot = 0.0
+    for i in range(B):
+        v = wb[i] * R[k, i]
+        wr[i] = v
+        tot += v
+    return tot
+
+
+@jit_inner()
 def _block_accumulate_full(XT, B, wb, R, shift, nk, s1, s2, D, wr):
     K = shift.shape[0]
     for k in range(K):
-        tot = 0.0
-        for i in range(B):
-            v = wb[i] * R[k, i]
-            wr[i] = v
-            tot += v
+        tot = _weights_of(wb, R, k, B, wr)
         if tot == 0.0:
             continue
         nk[k] += tot
@@ -79,11 +86,7 @@ def _block_accumulate_diag(XT, B, wb, R, shift, nk, s1, s2, wr, tied):
     ``tied`` the first moments only)."""
     K, d = shift.shape
     for k in range(K):
-        tot = 0.0
-        for i in range(B):
-            v = wb[i] * R[k, i]
-            wr[i] = v
-            tot += v
+        tot = _weights_of(wb, R, k, B, wr)
         if tot == 0.0:
             continue
         nk[k] += tot
