@@ -5,8 +5,8 @@ questions (``_base``): the statistics of an EM pass at given E-step parameters
 (``stats``), the statistics of given responsibilities or labels
 (``given_stats``, the start), row-wise log-probability outputs (``log_prob``),
 and what a start needs from the rows (``kmeans_labels``, ``kmeans_plusplus``,
-``rows``; ``for_start``: the engine the start runs on). The driver never touches X; nothing about a call is stored on the
-estimator.
+``rows``; ``for_start``: the engine the start runs on). The driver never touches
+X; nothing about a call is stored on the estimator.
 
 ``CPUEngine`` serves in-memory arrays and memmaps: the kernels of ``_estep`` and
 ``_accumulate``, serial over fixed chunks, on fastgmm's threads (``_pool``).
@@ -57,7 +57,7 @@ class CPUEngine:
         if ep is None:  # no E-step: placeholders of the right types
             ep = (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)), np.zeros(K),
                   np.zeros(K))
-        ucat, muu = self._tile_args(ct, ep, gshift, tiled and mode == MODE_EM)
+        ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM)
         kernel = stats_kernel(ct, tiled, mode)
         flops = (row1 - row0) * d * (d if ct == FULL else 1) * (1 if mode == MODE_LABELS else K)
         T = _pool.threads_for(self.n_jobs, nch, flops)
@@ -77,7 +77,7 @@ class CPUEngine:
                 st.s1, st.s2 = s1x, s2x
         return st
 
-    def _tile_args(self, ct, ep, gshift, needed):
+    def _tile_args(self, ep, gshift, needed):
         """``ucat``, ``muu`` for the tiled 'full' kernels; empty arrays of the work
         dtype (which still set the tiles' dtype) where the pass does not use them."""
         d = self.n_features
@@ -141,7 +141,7 @@ class CPUEngine:
         out_label = np.empty(n if mode == OUT_LABEL else 0, dtype=np.int64)
         out_resp = np.empty((n, K) if mode == OUT_RESP else (0, K))
         tiled = uses_tiles(ep.ct, d)
-        ucat, muu = self._tile_args(ep.ct, ep, ep.gshift, tiled)
+        ucat, muu = self._tile_args(ep, ep.gshift, tiled)
         kernel = log_prob_kernel(ep.ct, tiled)
         nb = -(-n // block_size(ep.ct, d))
         T = _pool.threads_for(self.n_jobs, nb, n * K * d * (d if ep.ct == FULL else 1))

@@ -45,27 +45,33 @@ def _source_stamp():
 SOURCE_STAMP = _source_stamp()
 
 
+_OPTIONS = dict(cache=True, error_model="numpy", nogil=True)
+# helpers that only kernels call: no Python or C wrapper to generate (less to compile
+# on first use); such a helper cannot be called from Python
+_INNER = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+
+
 def jit(**kwargs):
     """The package's kernels: cached, NumPy's error model, the fastmath set above."""
-    return njit(cache=True, error_model="numpy", fastmath=FASTMATH, nogil=True, **kwargs)
+    return njit(fastmath=FASTMATH, **_OPTIONS, **kwargs)
+
 
 def jit_inner(**kwargs):
-    """``jit`` for helpers only kernels call: no Python or C wrapper is generated
-    (less to compile on first use); such a helper cannot be called from Python."""
-    return jit(no_cpython_wrapper=True, no_cfunc_wrapper=True, **kwargs)
+    """``jit`` for helpers only kernels call (see ``_INNER``)."""
+    return jit(**_INNER, **kwargs)
 
 
 def jit_exact(func):
     """No fastmath, for sums whose order is part of the result (scikit-learn's
     float32 order). ``fastmath=False`` is spelt out: a kernel that leaves it unset
     inherits its caller's fastmath, whose 'reassoc' lets LLVM reorder the sum."""
-    return njit(cache=True, nogil=True, error_model="numpy", fastmath=False)(func)
+    return njit(fastmath=False, **_OPTIONS)(func)
 
 
 def jit_exact_inner(func):
-    """``jit_exact`` for helpers only kernels call (no wrappers, as ``jit_inner``)."""
-    return njit(cache=True, nogil=True, error_model="numpy", fastmath=False,
-                no_cpython_wrapper=True, no_cfunc_wrapper=True)(func)
+    """``jit_exact`` for helpers only kernels call (see ``_INNER``)."""
+    return njit(fastmath=False, **_OPTIONS, **_INNER)(func)
+
 
 def n_chunks(n_blocks, slot_bytes):
     """Slots of a pass: a function of the shape only (never of the thread count),

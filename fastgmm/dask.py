@@ -29,7 +29,6 @@ import dask.array as da
 import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 
 from ._base import check_n_samples
 from ._engine import CPUEngine
@@ -81,8 +80,9 @@ class DaskEngine:
     in-memory engine, a tree reduction of the statistics in a fixed order, lazy
     outputs; the start is made in memory on a sample (``for_start``)."""
 
-    def __init__(self, X, w, n_jobs, init_sample_size=None):
+    def __init__(self, X, w, n_jobs, init_sample_size=None, estimator="GaussianMixture"):
         self.X, self.w, self.n_jobs = X, w, n_jobs
+        self.estimator = estimator  # the name in the tasks' error messages
         self.n_samples, self.n_features = X.shape
         self.init_sample_size = init_sample_size
         self.dtype = work_dtype(X)
@@ -122,9 +122,9 @@ class DaskEngine:
         ws = None if np.all(ws == 1.0) else np.ascontiguousarray(ws, dtype=np.float64)
         return CPUEngine(Xs, ws, self.n_jobs)
 
-    def log_prob(self, ep, out, name="GaussianMixture"):
+    def log_prob(self, ep, out):
         X, ep = self.X, _frozen(ep)
-        kw = dict(ep=ep, out=out, n_jobs=self.n_jobs, estimator=name)
+        kw = dict(ep=ep, out=out, n_jobs=self.n_jobs, estimator=self.estimator)
         if out == "label":
             return X.map_blocks(_block_log_prob, dtype=np.int64, drop_axis=1, **kw)
         if out == "resp":
@@ -248,7 +248,8 @@ class GaussianMixture(_InMemoryGaussianMixture):
 
     def _engine(self, X, sample_weight):
         if isinstance(X, da.Array):
-            return DaskEngine(X, sample_weight, self.n_jobs, self.init_sample_size)
+            return DaskEngine(X, sample_weight, self.n_jobs, self.init_sample_size,
+                              type(self).__name__)
         return super()._engine(X, sample_weight)
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -277,15 +278,6 @@ class GaussianMixture(_InMemoryGaussianMixture):
         if isinstance(X, da.Array):
             return self._validate_dask(X, reset)[0]
         return super()._validate_X(X, reset)
-
-    def _log_prob(self, X, out):
-        if not isinstance(X, da.Array):
-            return super()._log_prob(X, out)
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        params = self._check_fitted_params(X.shape[1])
-        return self._engine(X, None).log_prob(self._estep(params, None), out,
-                                              name=type(self).__name__)
 
     def predict(self, X):
         """Labels; a lazy Dask array for Dask input."""
