@@ -74,9 +74,11 @@ def test_more_threads_than_blocks():
 
 
 def test_small_work_runs_on_one_thread(spy_threads):
-    """An iris-sized fit with the default n_jobs: every pass on the calling thread
-    (threads would cost more than they save; on a busy machine, far more)."""
-    X = _data(4, n=600)[:150]
+    """A small fit with the default n_jobs: every pass on the calling thread
+    (threads would cost more than they save; on a busy machine, far more). 2000
+    rows: 8 blocks, so that only the small-work rule keeps it on one thread (an
+    iris-sized fit is one block, one chunk: it could not tell)."""
+    X = _data(4, n=2000)
     GaussianMixture(3, covariance_type="diag", random_state=0).fit(X).predict(X)
     assert spy_threads and set(spy_threads) == {1}
 
