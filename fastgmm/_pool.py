@@ -17,17 +17,19 @@ thread count. The first call in sets the limit, the last one out restores it.
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 from contextlib import contextmanager
 
 import numba
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 DYNAMIC_BLOCKS = 8  # blocks a chunk from which threads claim chunks one at a time
 MIN_WORK = 1 << 16  # a thread's share of a pass at least this much work (about 50 us)
 
 _lock = threading.Lock()
-_pool = None
-_pool_size = 0
 _n_cpus = None
 
 
@@ -64,38 +66,182 @@ def threads_for(n_jobs, n_chunk, work):
     return int(max(1, min(resolve_n_jobs(n_jobs), n_chunk, work // MIN_WORK)))
 
 
-def _get_pool(size):
-    """A pool of at least ``size`` threads. A bigger one replaces a smaller one for
-    later calls; the smaller is never shut down (a call in another thread may be
-    about to submit to it), its idle threads just wait."""
-    global _pool, _pool_size
+# --------------------------------------------------------------- the workers
+# A pass hands each worker its task and waits for it. Waking a sleeping thread
+# costs some 25-50 us on a virtual machine (the futex wake of a halted vCPU),
+# which is the whole time of a small pass, so a worker spins (without the GIL,
+# in ``_signal_and_spin``) for a while after each task before it sleeps, as
+# OpenMP's and TBB's workers do, and the caller spins while it waits for a
+# worker to start and to finish. Two threads that both want the GIL within a
+# few microseconds make one of them sleep, so each side hands over only once
+# the other has left Python: the caller lingers a few microseconds after its
+# worker started (the worker's way from Python into its kernel), and a worker
+# says it is done from inside its next spin.
+
+POST, STARTED, IDLE = 0, 8, 16  # a worker's state words, a cache line apart
+SPIN_US, START_US, LINGER_US = 200.0, 30.0, 6.0
+
+
+@intrinsic
+def _load_acquire(typingctx, arr, idx):
+    sig = types.int64(arr, idx)
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_release(typingctx, arr, idx, val):
+    sig = types.void(arr, idx, val)
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(nogil=True, cache=True)
+def _signal_and_spin(state, store_at, value, watch, target, spins, linger):
+    """Without the GIL: state[store_at] = value (where store_at >= 0), then spin
+    until state[watch] >= target (True) or ``spins`` looks have failed (False);
+    once seen, ``linger`` looks more."""
+    if store_at >= 0:
+        _store_release(state, store_at, value)
+    seen = False
+    for _ in range(spins):
+        if _load_acquire(state, watch) >= target:
+            seen = True
+            break
+    if not seen:
+        return _load_acquire(state, watch) >= target
+    last = 0
+    for _ in range(linger):
+        last += _load_acquire(state, watch)
+    return last >= 0
+
+
+_looks_per_us = None
+
+
+def _looks(us):
+    """Spin looks that take about ``us`` microseconds on this machine."""
+    global _looks_per_us
+    if _looks_per_us is None:
+        probe = np.zeros(1, dtype=np.int64)
+        _signal_and_spin(probe, -1, 0, 0, 1, 10, 0)  # compiled (or loaded) first
+        n, t0 = 200_000, time.perf_counter()
+        _signal_and_spin(probe, -1, 0, 0, 1, n, 0)
+        _looks_per_us = max(1.0, n / max((time.perf_counter() - t0) * 1e6, 1e-3))
+    return int(us * _looks_per_us)
+
+
+class _Worker:
+    """One pool thread: its state words (read and written without the GIL), its
+    job, and a condition for the sleeps on either side."""
+
+    def __init__(self):
+        self.state = np.zeros(IDLE + 1, dtype=np.int64)
+        self.cond = threading.Condition(threading.Lock())
+        self.job = None
+        self.error = None
+        self.posted = 0  # jobs handed to it (the caller's count)
+        self.finished = 0  # jobs it finished
+        self.sleeping = False  # the worker sleeps on cond
+        self.caller_sleeping = False  # its caller sleeps on cond
+        threading.Thread(target=self._loop, name="fastgmm", daemon=True).start()
+
+    def _loop(self):
+        st, spins, seq = self.state, _looks(SPIN_US), 0
+        while True:
+            seq += 1
+            # "finished seq - 1" (IDLE) said from outside the GIL, then wait for job seq
+            if not _signal_and_spin(st, IDLE, seq - 1, POST, seq, spins, 0):
+                with self.cond:
+                    self.sleeping = True
+                    while st[POST] < seq:
+                        self.cond.wait()
+                    self.sleeping = False
+            task, t, T = self.job
+            self.job = None
+            st[STARTED] = seq
+            try:
+                task(t, T)
+            except BaseException as e:  # noqa: BLE001 - the caller raises it
+                self.error = e
+            del task
+            self.finished = seq
+            if self.caller_sleeping:
+                with self.cond:
+                    self.cond.notify_all()
+
+    def post(self, task, t, T):
+        self.job = (task, t, T)
+        self.posted += 1
+        seq = self.posted
+        if self.sleeping:
+            with self.cond:
+                self.state[POST] = seq
+                self.cond.notify_all()
+        elif not _signal_and_spin(self.state, POST, seq, STARTED, seq, _looks(START_US),
+                                  _looks(LINGER_US)):
+            with self.cond:  # it fell asleep meanwhile, or has no CPU yet
+                self.cond.notify_all()
+
+    def wait(self):
+        """Wait for the last job; its error (None if it succeeded)."""
+        seq = self.posted
+        if not _signal_and_spin(self.state, -1, 0, IDLE, seq, _looks(SPIN_US), 0):
+            with self.cond:
+                self.caller_sleeping = True
+                while self.finished < seq:
+                    self.cond.wait()
+                self.caller_sleeping = False
+        error, self.error = self.error, None
+        return error
+
+
+_idle = []  # workers no call holds (under _lock)
+
+
+def _claim(n):
+    """n workers for one call: idle ones, new ones where too few are idle (several
+    Python threads may run passes at once)."""
     with _lock:
-        if _pool is None or _pool_size < size:
-            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="fastgmm")
-            _pool_size = size
-        return _pool
+        got = _idle[len(_idle) - n:] if n <= len(_idle) else list(_idle)
+        del _idle[len(_idle) - len(got):]
+    while len(got) < n:
+        got.append(_Worker())
+    return got
 
 
 def run(task, n_threads):
     """task(t, n_threads) for t in range(n_threads): t = 0 in the calling thread,
-    the others in the pool. Waits for all that started, then raises the first
+    the others on pool workers. Waits for all that started, then raises the first
     error (the tasks write into the caller's buffers: none may outlive the call)."""
     if n_threads <= 1:
         task(0, 1)
         return
-    pool = _get_pool(n_threads - 1)
-    futures, error = [], None
+    workers, posted, error = _claim(n_threads - 1), [], None
     try:
-        for t in range(1, n_threads):
-            futures.append(pool.submit(task, t, n_threads))
+        for t, worker in enumerate(workers, start=1):
+            worker.post(task, t, n_threads)
+            posted.append(worker)
         task(0, n_threads)
     except BaseException as e:  # noqa: BLE001 - re-raised once the others are done
         error = e
-    for f in futures:
-        try:
-            f.result()
-        except BaseException as e:  # noqa: BLE001
-            error = error or e
+    finally:
+        for worker in posted:
+            failed = worker.wait()  # every one, even after an error
+            error = error or failed
+        with _lock:
+            _idle.extend(posted)
     if error is not None:
         raise error
 
@@ -164,10 +310,9 @@ def blas_one_thread(needed=True):
 def _after_fork_in_child():
     """The parent's pool threads and the calls that held the BLAS limit do not run
     in a fork child; the locks may have been held by one of them."""
-    global _lock, _pool, _pool_size, _blas_lock, _blas_users, _blas_limiter
+    global _lock, _idle, _blas_lock, _blas_users, _blas_limiter
     _lock = threading.Lock()
-    _pool = None
-    _pool_size = 0
+    _idle = []
     _blas_lock = threading.Lock()
     _blas_users = 0
     _blas_limiter = None

@@ -240,3 +240,40 @@ def test_a_failing_task_fails_the_call_after_the_others_finish():
     with pytest.raises(ValueError, match="task 1"):
         _pool.run(task, 3)
     assert sorted(done) == [0, 2]
+
+
+def _within(seconds, fn):
+    """fn() in a thread; fails (instead of hanging) if it takes longer."""
+    out, box = threading.Thread(target=lambda: box.append(fn())), []
+    out.daemon = True
+    out.start()
+    out.join(seconds)
+    assert not out.is_alive(), "the pass hung"
+    return box[0]
+
+
+def test_sleeping_workers_wake_and_slow_workers_are_waited_for():
+    """A worker spins a while after its task, then sleeps; the next call must wake
+    it. A caller whose worker runs long stops spinning and sleeps; the worker's end
+    must wake it. Both slow paths, with every task's result seen."""
+    import time
+
+    def one_pass(slow):
+        seen = np.zeros(3, dtype=np.int64)
+
+        def task(t, T):
+            if slow and t == 2:
+                time.sleep(0.02)  # far beyond the caller's spin
+            seen[t] = 1
+
+        _pool.run(task, 3)
+        return seen
+
+    assert _within(10, lambda: one_pass(False)).all()
+    time.sleep(0.05)  # far beyond the workers' spin: they sleep now
+    with _pool._lock:
+        idle = list(_pool._idle)
+    assert len(idle) >= 2 and all(w.sleeping for w in idle)
+    assert _within(10, lambda: one_pass(False)).all()
+    assert _within(10, lambda: one_pass(True)).all()
+    assert _within(10, lambda: one_pass(False)).all()
