@@ -2,15 +2,20 @@
 
 ``BaseMixture`` is scikit-learn's ``BaseMixture`` contract (the n_init /
 warm_start / max_iter=0 loop, convergence and its warning, verbose output,
-``fit_predict``, ``score``, ``predict*``, ``sample``, ``bic`` / ``aic``) plus
+``fit_predict``, ``score``, ``predict*``, ``sample``; ``bic`` / ``aic`` in a mixin) plus
 ``sample_weight`` and ``partial_fit``, on an engine (``_engine``) that runs the
 passes. A model supplies the hooks:
 
-- ``_check_parameters(X)`` -> its validated initial values (``inits``)
-- ``_initialize(engine, random_state, inits)`` -> params, its start
+- ``_check_parameters(X, engine)`` -> its validated initial values (``inits``);
+  priors that depend on the data come from the engine (a pass, never a copy of X)
+- ``_initialize(engine, random_state, inits)`` -> params, its start (most models
+  take ``_start_stats``: the statistics of scikit-learn's start for ``init_params``)
 - ``_estep(params, dtype)`` -> ``_mstep.EStep``, what the kernels need per component
 - ``_m_step(stats, eps, wsum, dtype)`` -> params, from additive ``_stats.Stats``
-- ``_lower_bound(stats, wsum, params, dtype)`` -> the value EM maximises
+- ``_lower_bound(stats, wsum, ep, params, dtype)`` -> the value EM maximises, from
+  the pass's statistics at the E-step ``ep`` and the parameters of its M-step
+- ``_online_scale(seen)``: the total weight ``partial_fit``'s per-unit statistics
+  stand for in its M-step (1: models whose M-step is scale-free)
 - ``_get_parameters()`` / ``_set_parameters(params)``, ``_parameter_names`` (the
   attributes ``_get_parameters`` returns, in order), ``_expected_shapes(K, d)``,
   ``_n_parameters()``
@@ -30,9 +35,15 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._engine import CPUEngine
+from ._estep import COV_CODES
+from ._kmeans import labels_of_rows, rows_from_data
+from ._numba import BLOCK
 from ._validation import check_sample_weight
 
 _CHECK_CHUNK = 1 << 16  # rows validated at a time on the streaming path
+# rows of random responsibilities drawn at a time for init_params='random'
+# (a multiple of the kernel block, so chunking never changes a result)
+_RANDOM_CHUNK = 64 * BLOCK
 
 
 def _native(dtype):
@@ -111,12 +122,13 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self._validate_params()
         X = self._validate_X(X, reset=True)
         check_n_samples(X.shape[0], self.n_components)
-        sw = check_sample_weight(sample_weight, X.shape[0])
-        inits = self._check_parameters(X)
+        sw = check_sample_weight(sample_weight, X.shape[0], self._relative_weights)
+        engine = self._engine(X, sw)
+        inits = self._check_parameters(X, engine)
         self.__dict__.pop("_online", None)
         if self.warm_start and hasattr(self, "converged_"):
             self._check_fitted_params(X.shape[1])
-        return self._fit(self._engine(X, sw), inits, labels)
+        return self._fit(engine, inits, labels)
 
     def _fit(self, engine, inits, labels):
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -140,9 +152,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
             converged = False
             for n_iter in range(1, self.max_iter + 1):
                 prev_lower_bound = lower_bound
-                stats = engine.stats(self._estep(params, dtype))
-                lower_bound = self._lower_bound(stats, engine.wsum, params, dtype)
+                ep = self._estep(params, dtype)
+                stats = engine.stats(ep)
                 params = self._m_step(stats, engine.eps, engine.wsum, dtype)
+                lower_bound = self._lower_bound(stats, engine.wsum, ep, params, dtype)
                 current_lower_bounds.append(lower_bound)
                 change = lower_bound - prev_lower_bound
                 self._print_verbose_msg_iter_end(n_iter, change)
@@ -191,22 +204,23 @@ class BaseMixture(DensityMixin, BaseEstimator):
         X = self._validate_X(X, reset=not fitted)
         if not fitted:
             check_n_samples(X.shape[0], self.n_components)
-        sw = check_sample_weight(sample_weight, X.shape[0])
-        inits = None if fitted else self._check_parameters(X)
+        sw = check_sample_weight(sample_weight, X.shape[0], self._relative_weights)
+        engine = self._engine(X, sw)
+        inits = None if fitted else self._check_parameters(X, engine)
         if fitted:
             self._check_fitted_params(X.shape[1])
-        engine = self._engine(X, sw)
         dtype = engine.dtype
         if inits is not None:
             params = self._initialize(engine, check_random_state(self.random_state), inits)
         else:
             params = self._get_parameters()
-        stats = engine.stats(self._estep(params, dtype))
-        lower_bound = self._lower_bound(stats, engine.wsum, params, dtype)
+        ep = self._estep(params, dtype)
+        stats = engine.stats(ep)
         previous = self.__dict__.get("_online")
         origin = stats.gshift.copy() if previous is None else previous["origin"]
         batch = stats.about(origin, engine.wsum)
         t = 1 if previous is None else previous["t"] + 1
+        seen = engine.wsum + (0.0 if previous is None else previous["seen"])
         if previous is None:
             blended = batch
         else:
@@ -214,13 +228,43 @@ class BaseMixture(DensityMixin, BaseEstimator):
             blended = previous["stats"].blend(batch, rho)
         # the M-step may raise (ill-defined covariance): the online state moves on
         # only with the parameters
-        self._set_parameters(self._m_step(blended, engine.eps, 1.0, dtype))
-        self._online = {"t": t, "origin": origin, "stats": blended}
+        scale = self._online_scale(seen)
+        new = self._m_step(blended.scaled(scale), engine.eps, scale, dtype)
+        lower_bound = self._lower_bound(stats, engine.wsum, ep, new, dtype)
+        self._set_parameters(new)
+        self._online = {"t": t, "origin": origin, "stats": blended, "seen": seen}
         self.lower_bounds_ = list(getattr(self, "lower_bounds_", [])) + [lower_bound]
         self.lower_bound_ = lower_bound
         self.n_iter_ = t
         self.converged_ = False
         return self
+
+    _relative_weights = True  # sample weights scaled to a mean of 1 (a scale-free model)
+
+    def _online_scale(self, seen):
+        return 1.0
+
+    def _start_stats(self, engine, random_state):
+        """The statistics of scikit-learn's start for ``init_params`` on ``engine``
+        (``kmeans``, ``k-means++``, ``random``, ``random_from_data``), drawing from
+        ``random_state`` as scikit-learn does."""
+        K, dtype = self.n_components, engine.dtype
+        labels = R_chunks = guess = None
+        if self.init_params == "kmeans":
+            labels, centers, counts = engine.kmeans_labels(K, random_state)
+            guess = (centers, counts.astype(np.float64))
+        elif self.init_params == "random":
+            R_chunks = _random_resp(random_state, engine.n_samples, K, dtype)
+        else:
+            if self.init_params == "random_from_data":
+                indices = rows_from_data(random_state, engine.n_samples, K)
+            else:  # "k-means++"
+                indices = engine.kmeans_plusplus(K, random_state)
+            # one row a component: each row is its component's mean
+            labels = labels_of_rows(engine.n_samples, indices)
+            guess = (engine.rows(indices), np.ones(K))
+        return engine.given_stats(COV_CODES[self.covariance_type], K, labels=labels,
+                                  resp_chunks=R_chunks, guess=guess)
 
     # -------------------------------------------------------- predictions
     def _check_fitted_params(self, n_features):
@@ -295,14 +339,6 @@ class BaseMixture(DensityMixin, BaseEstimator):
                             for i, s in enumerate(n_samples_comp)])
         return np.asarray(X, dtype=np.float64), y
 
-    def bic(self, X):
-        """Bayesian information criterion for the current model on the input X."""
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
-
-    def aic(self, X):
-        """Akaike information criterion for the current model on the input X."""
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
-
     # ------------------------------------------------------------ verbose
     # scikit-learn's printers, signatures and timing attributes included (a
     # subclass may override them)
@@ -332,3 +368,33 @@ class BaseMixture(DensityMixin, BaseEstimator):
             t = time() - self._init_prev_time
             print(f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound"
                   f" {lb:.5f}.")
+
+
+class InformationCriteriaMixin:
+    """``bic`` / ``aic`` (scikit-learn's GaussianMixture has them; its Bayesian
+    mixture does not)."""
+
+    def bic(self, X):
+        """Bayesian information criterion for the current model on the input X."""
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+
+    def aic(self, X):
+        """Akaike information criterion for the current model on the input X."""
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+
+def _random_resp(random_state, n_samples, K, dtype):
+    """scikit-learn's random responsibilities, ``random_state.uniform(size=(n_samples,
+    K))`` normalised per row, a chunk of rows at a time (the same numbers in the same
+    order: the generator's state is restored at each replay)."""
+    state = random_state.get_state()
+
+    def chunks():
+        random_state.set_state(state)
+        for start in range(0, n_samples, _RANDOM_CHUNK):
+            rows = min(_RANDOM_CHUNK, n_samples - start)
+            R = np.asarray(random_state.uniform(size=(rows, K)), dtype=dtype)
+            R /= np.sum(R, axis=1)[:, np.newaxis]
+            yield start, np.ascontiguousarray(R, dtype=np.float64)
+
+    return chunks

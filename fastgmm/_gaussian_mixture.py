@@ -6,9 +6,8 @@ import numpy as np
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils._param_validation import Interval
 
-from ._base import BaseMixture
+from ._base import BaseMixture, InformationCriteriaMixin
 from ._estep import COV_CODES
-from ._kmeans import labels_of_rows, rows_from_data
 from ._mstep import (
     compute_precision_cholesky,
     compute_precision_cholesky_from_precisions,
@@ -18,15 +17,10 @@ from ._mstep import (
     n_parameters,
     precisions_from_cholesky,
 )
-from ._numba import BLOCK
 from ._validation import check_means, check_precisions, check_weights
 
-# rows of random responsibilities drawn at a time for init_params='random'
-# (a multiple of the kernel block, so chunking never changes a result)
-_RANDOM_CHUNK = 64 * BLOCK
 
-
-class GaussianMixture(BaseMixture):
+class GaussianMixture(InformationCriteriaMixin, BaseMixture):
     """Gaussian mixture fitted by EM on fused Numba kernels.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: the same
@@ -93,7 +87,7 @@ class GaussianMixture(BaseMixture):
         self.n_jobs = n_jobs
 
     # --------------------------------------------------------------- hooks
-    def _check_parameters(self, X):
+    def _check_parameters(self, X, engine=None):
         n_features = X.shape[1]
         weights_init = means_init = precisions_init = None
         if self.weights_init is not None:
@@ -110,25 +104,10 @@ class GaussianMixture(BaseMixture):
         weights_init, means_init, precisions_init = inits
         needs_rows = weights_init is None or means_init is None or precisions_init is None
         engine = engine.for_start(random_state, needs_rows)
-        K, dtype = self.n_components, engine.dtype
+        dtype = engine.dtype
         weights = means = covariances = None
         if needs_rows:
-            labels = R_chunks = guess = None
-            if self.init_params == "kmeans":
-                labels, centers, counts = engine.kmeans_labels(K, random_state)
-                guess = (centers, counts.astype(np.float64))
-            elif self.init_params == "random":
-                R_chunks = _random_resp(random_state, engine.n_samples, K, dtype)
-            else:
-                if self.init_params == "random_from_data":
-                    indices = rows_from_data(random_state, engine.n_samples, K)
-                else:  # "k-means++"
-                    indices = engine.kmeans_plusplus(K, random_state)
-                # one row a component: each row is its component's mean
-                labels = labels_of_rows(engine.n_samples, indices)
-                guess = (engine.rows(indices), np.ones(K))
-            stats = engine.given_stats(COV_CODES[self.covariance_type], K, labels=labels,
-                                       resp_chunks=R_chunks, guess=guess)
+            stats = self._start_stats(engine, random_state)
             nk, means, covariances = estimate_gaussian_parameters(
                 stats, self.reg_covar, engine.eps, engine.wsum)
             weights = nk / engine.wsum
@@ -167,7 +146,7 @@ class GaussianMixture(BaseMixture):
         prec_chol = compute_precision_cholesky(covariances, self.covariance_type, dtype=dtype)
         return weights.astype(dtype), means.astype(dtype), covariances.astype(dtype), prec_chol
 
-    def _lower_bound(self, stats, wsum, params, dtype):
+    def _lower_bound(self, stats, wsum, ep, params, dtype):
         return dtype.type(stats.ll / wsum)  # the mean log-likelihood
 
     _parameter_names = ("weights_", "means_", "covariances_", "precisions_cholesky_")
@@ -189,19 +168,3 @@ class GaussianMixture(BaseMixture):
     def _n_parameters(self):
         return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
 
-
-def _random_resp(random_state, n_samples, K, dtype):
-    """scikit-learn's random responsibilities, ``random_state.uniform(size=(n_samples,
-    K))`` normalised per row, a chunk of rows at a time (the same numbers in the same
-    order: the generator's state is restored at each replay)."""
-    state = random_state.get_state()
-
-    def chunks():
-        random_state.set_state(state)
-        for start in range(0, n_samples, _RANDOM_CHUNK):
-            rows = min(_RANDOM_CHUNK, n_samples - start)
-            R = np.asarray(random_state.uniform(size=(rows, K)), dtype=dtype)
-            R /= np.sum(R, axis=1)[:, np.newaxis]
-            yield start, np.ascontiguousarray(R, dtype=np.float64)
-
-    return chunks

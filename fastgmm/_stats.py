@@ -74,3 +74,10 @@ class Stats:
         mix = lambda a, b: (1 - rho) * a + rho * b  # noqa: E731
         return Stats(self.ct, mix(self.nk, other.nk), mix(self.s1, other.s1),
                      mix(self.s2, other.s2), mix(self.ll, other.ll), self.shift, self.gshift)
+
+    def scaled(self, factor):
+        """The statistics of ``factor`` times the weight (the sums times factor)."""
+        if factor == 1.0:
+            return self
+        return Stats(self.ct, self.nk * factor, self.s1 * factor, self.s2 * factor,
+                     self.ll * factor, self.shift, self.gshift)

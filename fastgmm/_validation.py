@@ -77,9 +77,11 @@ def check_precisions(precisions, covariance_type, n_components, n_features):
     return precisions
 
 
-def check_sample_weight(sample_weight, n_samples):
+def check_sample_weight(sample_weight, n_samples, relative=True):
     """Non-negative float64 weights, one per row, not all zero, scaled to a mean
-    of 1 (``_relative``); None stays None.
+    of 1 (``_relative``) where ``relative`` (models whose fit only the weights'
+    ratios change; a Bayesian mixture's prior weighs against their sum); None
+    stays None.
 
     Messages as scikit-learn's ``_check_sample_weight`` gives them.
     """
@@ -114,7 +116,7 @@ def check_sample_weight(sample_weight, n_samples):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     if np.any(sample_weight < 0):
         raise ValueError("Negative values in data passed to `sample_weight`")
-    return _relative(sample_weight)
+    return _relative(sample_weight) if relative else sample_weight
 
 
 def _relative(sample_weight):

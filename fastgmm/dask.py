@@ -156,12 +156,12 @@ def _finite_checks(A, input_name, estimator_name=None):
             for b in A.to_delayed().ravel()]
 
 
-def _dask_weights(sample_weight, chunks):
+def _dask_weights(sample_weight, chunks, relative=True):
     """Weights in rows of ``chunks``, persisted, with the checks and messages of
     ``check_sample_weight`` (that is, of the in-memory estimator)."""
     n = sum(chunks)
     if not isinstance(sample_weight, da.Array):
-        sample_weight = check_sample_weight(sample_weight, n)
+        sample_weight = check_sample_weight(sample_weight, n, relative)
         return da.from_array(sample_weight, chunks=(chunks,)).persist()
     if sample_weight.ndim != 1:
         raise ValueError(
@@ -178,10 +178,91 @@ def _dask_weights(sample_weight, chunks):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     if w_min < 0:
         raise ValueError("Negative values in data passed to `sample_weight`")
-    return _relative(w).persist()  # as in memory: a mean of 1 (lazy on Dask arrays)
+    # as in memory: a mean of 1 for a scale-free model (lazy on Dask arrays)
+    return _relative(w).persist() if relative else w
 
 
-class GaussianMixture(_InMemoryGaussianMixture):
+class _DaskMixin:
+    """What a Dask estimator adds to its in-memory model: Dask validation, the
+    Dask engine, lazy predictions (see the module docstring)."""
+
+    # ------------------------------------------------------------ validation
+    def _validate_dask(self, X, reset):
+        if not isinstance(X, da.Array):
+            raise TypeError(
+                f"fastgmm.dask.{type(self).__name__} expects a dask.array.Array; "
+                f"got {type(X).__name__}. Use fastgmm.{type(self).__name__} for in-memory "
+                "data.")
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected 2D array, got {X.ndim}D array instead. Reshape your data.")
+        if X.dtype.kind not in "iuf":
+            raise ValueError(f"dtype {X.dtype} is not supported: numeric data only.")
+        if reset:
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input.")
+        dtype = work_dtype(X)
+        return X.astype(dtype).rechunk({1: -1}), dtype
+
+    def _engine(self, X, sample_weight):
+        if isinstance(X, da.Array):
+            return DaskEngine(X, sample_weight, self.n_jobs, self.init_sample_size,
+                              type(self).__name__)
+        return super()._engine(X, sample_weight)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit on a Dask array; returns the labels as a lazy Dask array."""
+        return super().fit_predict(X, y, sample_weight=sample_weight)
+
+    def _fit_checked(self, X, sample_weight, labels):
+        self._validate_params()
+        X, dtype = self._validate_dask(X, reset=True)
+        X = _with_chunk_sizes(X)
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(f"Found array with {n} sample(s) (shape={X.shape}) while a "
+                             f"minimum of 2 is required by {type(self).__name__}.")
+        check_n_samples(n, self.n_components)
+        dask.compute(_finite_checks(X, "X", type(self).__name__))
+        w = (None if sample_weight is None
+             else _dask_weights(sample_weight, X.chunks[0], self._relative_weights))
+        engine = self._engine(X, w)
+        inits = self._check_parameters(np.empty((0, X.shape[1]), dtype=dtype), engine)
+        self.__dict__.pop("_online", None)
+        if self.warm_start and hasattr(self, "converged_"):
+            self._check_fitted_params(X.shape[1])  # before a task reads them
+        return self._fit(engine, inits, labels)
+
+    # ------------------------------------------------------------ prediction
+    def _validate_X(self, X, reset):
+        if isinstance(X, da.Array):
+            return self._validate_dask(X, reset)[0]
+        return super()._validate_X(X, reset)
+
+    def predict(self, X):
+        """Labels; a lazy Dask array for Dask input."""
+        return super().predict(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        if isinstance(X, da.Array):
+            ss = self.score_samples(X)
+            if sample_weight is None:
+                return float(ss.mean().compute())
+            ss = _with_chunk_sizes(ss) if np.isnan(ss.shape[0]) else ss
+            w = _dask_weights(sample_weight, ss.chunks[0])  # an average: relative
+            return float(((ss * w).sum() / w.sum()).compute())
+        return super().score(X, sample_weight=sample_weight)
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        if isinstance(X, da.Array):
+            X = X.compute()
+        return super().partial_fit(X, y, sample_weight=sample_weight)
+
+
+class GaussianMixture(_DaskMixin, _InMemoryGaussianMixture):
     """fastgmm's GaussianMixture for Dask arrays (see the module docstring).
 
     Parameters are those of :class:`fastgmm.GaussianMixture`, plus
@@ -225,75 +306,3 @@ class GaussianMixture(_InMemoryGaussianMixture):
             warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
             learning_decay=learning_decay, learning_offset=learning_offset, n_jobs=n_jobs)
         self.init_sample_size = init_sample_size
-
-    # ------------------------------------------------------------ validation
-    def _validate_dask(self, X, reset):
-        if not isinstance(X, da.Array):
-            raise TypeError(
-                "fastgmm.dask.GaussianMixture expects a dask.array.Array; "
-                f"got {type(X).__name__}. Use fastgmm.GaussianMixture for in-memory data.")
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected 2D array, got {X.ndim}D array instead. Reshape your data.")
-        if X.dtype.kind not in "iuf":
-            raise ValueError(f"dtype {X.dtype} is not supported: numeric data only.")
-        if reset:
-            self.n_features_in_ = X.shape[1]
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input.")
-        dtype = work_dtype(X)
-        return X.astype(dtype).rechunk({1: -1}), dtype
-
-    def _engine(self, X, sample_weight):
-        if isinstance(X, da.Array):
-            return DaskEngine(X, sample_weight, self.n_jobs, self.init_sample_size,
-                              type(self).__name__)
-        return super()._engine(X, sample_weight)
-
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit on a Dask array; returns the labels as a lazy Dask array."""
-        return super().fit_predict(X, y, sample_weight=sample_weight)
-
-    def _fit_checked(self, X, sample_weight, labels):
-        self._validate_params()
-        X, dtype = self._validate_dask(X, reset=True)
-        X = _with_chunk_sizes(X)
-        n = X.shape[0]
-        if n < 2:
-            raise ValueError(f"Found array with {n} sample(s) (shape={X.shape}) while a "
-                             f"minimum of 2 is required by {type(self).__name__}.")
-        check_n_samples(n, self.n_components)
-        dask.compute(_finite_checks(X, "X", type(self).__name__))
-        w = None if sample_weight is None else _dask_weights(sample_weight, X.chunks[0])
-        inits = self._check_parameters(np.empty((0, X.shape[1]), dtype=dtype))
-        self.__dict__.pop("_online", None)
-        if self.warm_start and hasattr(self, "converged_"):
-            self._check_fitted_params(X.shape[1])  # before a task reads them
-        return self._fit(self._engine(X, w), inits, labels)
-
-    # ------------------------------------------------------------ prediction
-    def _validate_X(self, X, reset):
-        if isinstance(X, da.Array):
-            return self._validate_dask(X, reset)[0]
-        return super()._validate_X(X, reset)
-
-    def predict(self, X):
-        """Labels; a lazy Dask array for Dask input."""
-        return super().predict(X)
-
-    def score(self, X, y=None, sample_weight=None):
-        if isinstance(X, da.Array):
-            ss = self.score_samples(X)
-            if sample_weight is None:
-                return float(ss.mean().compute())
-            ss = _with_chunk_sizes(ss) if np.isnan(ss.shape[0]) else ss
-            w = _dask_weights(sample_weight, ss.chunks[0])
-            return float(((ss * w).sum() / w.sum()).compute())
-        return super().score(X, sample_weight=sample_weight)
-
-    def partial_fit(self, X, y=None, sample_weight=None):
-        if isinstance(X, da.Array):
-            X = X.compute()
-        return super().partial_fit(X, y, sample_weight=sample_weight)
