@@ -195,8 +195,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
         its batch (``init_params``, or ``weights_init`` / ``means_init`` /
         ``precisions_init``); on an estimator fitted by ``fit`` it starts from the
         fitted parameters. Later calls need the same number of features.
-        ``n_iter_`` counts the batches; ``lower_bound_`` is the mean
-        log-likelihood of the last batch before its update.
+        ``n_iter_`` counts the batches; ``lower_bound_`` is the model's lower
+        bound on the last batch (a Gaussian mixture's: the batch's mean
+        log-likelihood before its update).
         """
         fitted = hasattr(self, "means_")
         if not hasattr(self, "_online"):
@@ -210,7 +211,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if fitted:
             self._check_fitted_params(X.shape[1])
         dtype = engine.dtype
-        if inits is not None:
+        if not fitted:
             params = self._initialize(engine, check_random_state(self.random_state), inits)
         else:
             params = self._get_parameters()

@@ -181,8 +181,12 @@ class EStep:
         return ("fastgmm.EStep", self.ct, tokenize(*self.arrays), tokenize(self.gshift))
 
 
-def estep_params(weights, means, prec_chol, ct):
-    """The E-step kernels' arguments at these parameters (``EStep``)."""
+def estep_params(weights, means, prec_chol, ct, log_w=None, log_det_offset=None):
+    """The E-step kernels' arguments at these parameters (``EStep``): per component,
+    log p(x, k) = log_w + log_det - d/2 log(2 pi) - 1/2 (x - m)^T P (x - m), with
+    log_w = log(weights) and log_det that of the precision factor unless given
+    (a variational model's expected log weights, and its constants added to log_det
+    through ``log_det_offset``)."""
     means = np.ascontiguousarray(means, dtype=np.float64)
     K, d = means.shape
     pc64 = np.asarray(prec_chol, dtype=np.float64)
@@ -199,9 +203,14 @@ def estep_params(weights, means, prec_chol, ct):
         pc = np.zeros((0, d, d))
         aux = np.ascontiguousarray(np.repeat(pc64[:, None], d, axis=1))
     log_det = compute_log_det_cholesky(pc64, ct, d)
+    if log_det_offset is not None:
+        log_det = log_det + np.asarray(log_det_offset, dtype=np.float64)
     log_det = np.ascontiguousarray(np.broadcast_to(log_det, (K,)), dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        log_w = np.log(np.asarray(weights, dtype=np.float64))
+    if log_w is None:
+        with np.errstate(divide="ignore"):
+            log_w = np.log(np.asarray(weights, dtype=np.float64))
+    else:
+        log_w = np.ascontiguousarray(log_w, dtype=np.float64)
     gshift = np.asarray(weights, dtype=np.float64) @ means
     return EStep(ct, means, pc, aux, log_det, log_w, gshift)
 

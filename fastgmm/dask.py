@@ -1,6 +1,7 @@
 """Fitting a Gaussian mixture on a Dask cluster.
 
-``fastgmm.dask.GaussianMixture`` is ``fastgmm.GaussianMixture`` for
+``fastgmm.dask.GaussianMixture`` and ``fastgmm.dask.BayesianGaussianMixture`` are
+``fastgmm.GaussianMixture`` and ``fastgmm.BayesianGaussianMixture`` for
 ``dask.array`` input. Each EM iteration is one task per chunk of rows that runs
 the same fused Numba kernel as the in-memory fit and returns that chunk's
 sufficient statistics (O(K d^2) numbers), a tree reduction that adds them in a
@@ -12,7 +13,9 @@ The start is a documented *sampled start*: ``init_sample_size`` rows (default
 NumPy Generator seeded from ``random_state`` (O(sample) memory on the client,
 where ``RandomState.choice`` would permute all n rows), gathered to the client, and initialised there with the
 estimator's ``init_params`` exactly as the in-memory class would initialise that
-sample; EM then runs on all the data. With ``weights_init``, ``means_init`` and
+sample; EM then runs on all the data. (The Bayesian mixture's start scales the
+sample's statistics to the whole data's weight, against its priors; its default
+priors come from passes over all the data.) With ``weights_init``, ``means_init`` and
 ``precisions_init`` all given, nothing is sampled.
 
 ``predict``, ``predict_proba`` and ``score_samples`` return lazy Dask arrays
@@ -32,11 +35,12 @@ from sklearn.utils._param_validation import Interval
 
 from ._base import check_n_samples
 from ._engine import CPUEngine
+from ._bayesian_mixture import BayesianGaussianMixture as _InMemoryBayesianGaussianMixture
 from ._gaussian_mixture import GaussianMixture as _InMemoryGaussianMixture
 from ._numba import work_dtype
 from ._validation import _relative, check_sample_weight
 
-__all__ = ["GaussianMixture"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture"]
 
 _FAN_IN = 8  # statistics added per task of the tree reduction
 
@@ -305,4 +309,38 @@ class GaussianMixture(_DaskMixin, _InMemoryGaussianMixture):
             precisions_init=precisions_init, random_state=random_state,
             warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
             learning_decay=learning_decay, learning_offset=learning_offset, n_jobs=n_jobs)
+        self.init_sample_size = init_sample_size
+
+
+class BayesianGaussianMixture(_DaskMixin, _InMemoryBayesianGaussianMixture):
+    """fastgmm's BayesianGaussianMixture for Dask arrays (see the module docstring).
+
+    Parameters are those of :class:`fastgmm.BayesianGaussianMixture`, plus
+    ``init_sample_size`` (int, default 100_000): rows sampled for the start.
+    ``n_jobs`` is the thread count of each task on its worker (default 1).
+    """
+
+    _parameter_constraints: dict = {
+        **_InMemoryBayesianGaussianMixture._parameter_constraints,
+        "init_sample_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, *, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans",
+                 weight_concentration_prior_type="dirichlet_process",
+                 weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
+                 degrees_of_freedom_prior=None, covariance_prior=None, random_state=None,
+                 warm_start=False, verbose=0, verbose_interval=10, learning_decay=0.6,
+                 learning_offset=2.0, total_samples=None, n_jobs=1, init_sample_size=100_000):
+        super().__init__(
+            n_components=n_components, covariance_type=covariance_type, tol=tol,
+            reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
+            weight_concentration_prior_type=weight_concentration_prior_type,
+            weight_concentration_prior=weight_concentration_prior,
+            mean_precision_prior=mean_precision_prior, mean_prior=mean_prior,
+            degrees_of_freedom_prior=degrees_of_freedom_prior,
+            covariance_prior=covariance_prior, random_state=random_state,
+            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
+            learning_decay=learning_decay, learning_offset=learning_offset,
+            total_samples=total_samples, n_jobs=n_jobs)
         self.init_sample_size = init_sample_size

@@ -283,3 +283,25 @@ def test_estep_parameters_tokenize_with_their_type_and_shift():
     assert tokenize(a) == tokenize(EStep(2, *arrays, np.zeros(3)))
     assert tokenize(a) != tokenize(EStep(3, *arrays, np.zeros(3)))
     assert tokenize(a) != tokenize(EStep(2, *arrays, np.ones(3)))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_distributed_bayesian_fit_equals_in_memory(client, covariance_type):
+    """The Bayesian mixture on the same engine seam: its default priors (passes
+    over all the data), its start (a sample of all rows: the same rows) and its
+    variational EM equal the in-memory fit, with weights on the cluster."""
+    X = make_data(n=4000, d=3, K=3, seed=6)
+    sw = np.random.RandomState(1).randint(0, 3, size=X.shape[0]).astype(float)
+    kw = dict(n_components=4, covariance_type=covariance_type, max_iter=15, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = fastgmm.BayesianGaussianMixture(**kw).fit(X, sample_weight=sw)
+        dist = fastgmm.dask.BayesianGaussianMixture(**kw).fit(
+            da.from_array(X, chunks=(900, 3)), sample_weight=da.from_array(sw, chunks=900))
+    for attr in ATTRS + ("mean_precision_", "degrees_of_freedom_", "mean_prior_",
+                         "covariance_prior_"):
+        np.testing.assert_allclose(getattr(dist, attr), getattr(local, attr), rtol=1e-9,
+                                   atol=1e-12, err_msg=attr)
+    np.testing.assert_allclose(dist.lower_bounds_, local.lower_bounds_, rtol=1e-10)
+    Xd = da.from_array(X, chunks=(900, 3))
+    np.testing.assert_array_equal(dist.predict(Xd).compute(), local.predict(X))

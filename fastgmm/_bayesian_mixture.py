@@ -1,0 +1,398 @@
+"""fastgmm.BayesianGaussianMixture: scikit-learn's variational Gaussian mixture as
+a model on the EM driver.
+
+Variational EM has the Gaussian mixture's data pass: the E-step is the Gaussian
+log-density at the normalised precision factors plus per-component constants
+(the expected log weights, and the degrees-of-freedom and mean-precision terms),
+which the kernels take as their ``log_w`` and ``log_det``; the M-step turns the
+same additive statistics into the posterior's parameters. No kernel of its own:
+the entropy of the responsibilities that the lower bound needs comes from the
+same statistics (``resp_entropy``). Formulas and names follow scikit-learn's
+``sklearn/mixture/_bayesian_mixture.py``.
+"""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.special import betaln, digamma, gammaln
+from sklearn.mixture import BayesianGaussianMixture as _SkBayesianGaussianMixture
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval
+
+from ._base import BaseMixture
+from ._estep import COV_CODES, DIAG, FULL, LOG_2PI, SPHERICAL, TIED
+from ._mstep import (
+    compute_log_det_cholesky,
+    compute_precision_cholesky,
+    estimate_gaussian_parameters,
+    estep_params,
+)
+from ._stats import sym_upper
+from ._validation import _check_precision_matrix, _check_precision_positivity, _check_shape
+
+
+def _log_dirichlet_norm(dirichlet_concentration):
+    return gammaln(np.sum(dirichlet_concentration)) - np.sum(gammaln(dirichlet_concentration))
+
+
+def _log_wishart_norm(degrees_of_freedom, log_det_precisions_chol, n_features):
+    """scikit-learn's: the log Wishart normalisation, less its log(pi) term."""
+    return -(
+        degrees_of_freedom * log_det_precisions_chol
+        + degrees_of_freedom * n_features * 0.5 * math.log(2.0)
+        + np.sum(gammaln(0.5 * (degrees_of_freedom - np.arange(n_features)[:, np.newaxis])),
+                 0)
+    )
+
+
+def data_moments(engine, need_scatter, ct):
+    """The weighted mean of the rows and, where ``need_scatter``, their scatter
+    about it (a (d, d) matrix for 'full' / 'tied', its diagonal otherwise), from
+    one-component passes of the engine (no copy of X; memmaps and Dask alike):
+    a cheap pass for the mean, a second about the mean for the scatter (the
+    shifted sums cannot cancel). With one component every responsibility is 1."""
+    d = engine.n_features
+    one = np.ones(1)
+
+    def moments(code, centre):
+        pc = np.eye(d)[None] if code == FULL else np.ones((1, d))
+        return engine.stats(estep_params(one, centre[None, :], pc, code))
+
+    st = moments(DIAG, np.zeros(d))
+    mean = st.s1[0] / st.nk[0]
+    if not need_scatter:
+        return mean, None
+    code = FULL if ct in (FULL, TIED) else DIAG
+    st = moments(code, mean)
+    s1 = st.s1[0]
+    dm = s1 / st.nk[0]  # ~0: the residual of the first pass's rounding
+    if code == FULL:
+        scatter = sym_upper(st.s2[0]) - np.outer(s1, dm)
+    else:
+        scatter = st.s2[0, 0] - s1 * dm
+    return mean + dm, scatter
+
+
+def resp_entropy(stats, ep):
+    """sum_i w_i sum_k r_ik log r_ik of the pass that made ``stats`` at ``ep``.
+
+    log r_ik = log p(x_i, k) - log p(x_i), and the kernels' log p(x_i, k) is
+    c_k - 1/2 (x_i - m_k)^T P_k (x_i - m_k): so the sum is
+    sum_k [r_k c_k - 1/2 tr(P_k S_k)] - ll, where r_k and S_k = sum_i w_i r_ik
+    (x_i - m_k)(x_i - m_k)^T come from the statistics (about their shifts, moved
+    to m_k exactly) and ll = sum_i w_i log p(x_i) is their log-likelihood."""
+    means, pc, aux, log_det, log_w = ep
+    ct = ep.ct
+    K, d = means.shape
+    rk = stats.nk
+    c = log_w + log_det - 0.5 * d * LOG_2PI
+    with np.errstate(invalid="ignore"):
+        first = np.where(rk > 0, rk * c, 0.0)  # an empty component adds nothing
+    delta = stats.shift - means  # (K, d): each mean from its statistics' shift
+    s1 = stats.s1
+    if ct == FULL:
+        S = sym_upper(stats.s2)
+        cross = s1[:, :, None] * delta[:, None, :]
+        S = S + cross + np.swapaxes(cross, 1, 2) + rk[:, None, None] * (
+            delta[:, :, None] * delta[:, None, :])
+        P = np.matmul(pc, np.swapaxes(pc, 1, 2))
+        quad = np.einsum("kij,kij->k", P, S)
+    elif ct == TIED:
+        g = stats.gshift
+        S_tot = sym_upper(stats.s2[0, :d])  # sum_i w_i (x_i - g)(x_i - g)^T
+        t = s1 + rk[:, None] * (stats.shift - g)  # sum_i w_i r_ik (x_i - g)
+        a = means - g
+        cross = t.T @ a
+        S = S_tot - cross - cross.T + (rk[:, None] * a).T @ a
+        P = pc[0] @ pc[0].T
+        quad = np.array([np.sum(P * S)])
+    else:  # 'diag', 'spherical': aux is the precision factor per feature
+        S = stats.s2[:, 0, :] + 2 * s1 * delta + rk[:, None] * delta * delta
+        quad = np.sum(aux * aux * S, axis=1)
+    return float(np.sum(first) - 0.5 * np.sum(quad) - stats.ll)
+
+
+class BayesianGaussianMixture(BaseMixture):
+    """Variational Bayesian Gaussian mixture fitted on fused Numba kernels.
+
+    A drop-in replacement for :class:`sklearn.mixture.BayesianGaussianMixture`:
+    the same parameters, attributes, methods, warnings and errors, and the same
+    start and fitted model for the same ``random_state``. Beyond scikit-learn:
+    ``sample_weight`` (absolute: a weight of 2 is a repeated row, against the
+    priors as well), float32 kept as float32 (scikit-learn returns float64
+    attributes for float32 input), memmaps, ``fastgmm.dask``, bitwise identical
+    results whatever ``n_jobs``, and :meth:`partial_fit`.
+
+    Parameters
+    ----------
+    n_components, covariance_type, tol, reg_covar, max_iter, n_init, init_params,
+    weight_concentration_prior_type, weight_concentration_prior,
+    mean_precision_prior, mean_prior, degrees_of_freedom_prior, covariance_prior,
+    random_state, warm_start, verbose, verbose_interval
+        As in :class:`sklearn.mixture.BayesianGaussianMixture`. The default priors
+        that depend on the data (``mean_prior``, ``covariance_prior``) are those of
+        the rows repeated by their ``sample_weight``.
+    learning_decay, learning_offset : float, default=0.6 and 2.0
+        Step size of :meth:`partial_fit`, rho_t = (t + learning_offset) **
+        -learning_decay for the t-th batch; learning_decay in (0.5, 1].
+    total_samples : float, default=None
+        The size of the data set :meth:`partial_fit`'s batches come from (its
+        statistics are scaled to it against the priors); None: the total weight
+        of the batches seen so far.
+    n_jobs : int, default=None
+        Threads for this call, as in :class:`fastgmm.GaussianMixture`.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_,
+    converged_, n_iter_, lower_bound_, lower_bounds_, weight_concentration_prior_,
+    weight_concentration_, mean_precision_prior_, mean_precision_, mean_prior_,
+    degrees_of_freedom_prior_, degrees_of_freedom_, covariance_prior_,
+    n_features_in_, feature_names_in_
+        As in :class:`sklearn.mixture.BayesianGaussianMixture`.
+    """
+
+    _parameter_constraints: dict = {
+        **_SkBayesianGaussianMixture._parameter_constraints,
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
+        "learning_offset": [Interval(Real, 0.0, None, closed="left")],
+        "total_samples": [None, Interval(Real, 0.0, None, closed="neither")],
+        "n_jobs": [
+            None,
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+    }
+
+    _relative_weights = False  # the priors weigh against the weights' sum
+
+    def __init__(self, *, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans",
+                 weight_concentration_prior_type="dirichlet_process",
+                 weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
+                 degrees_of_freedom_prior=None, covariance_prior=None, random_state=None,
+                 warm_start=False, verbose=0, verbose_interval=10, learning_decay=0.6,
+                 learning_offset=2.0, total_samples=None, n_jobs=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.total_samples = total_samples
+        self.n_jobs = n_jobs
+
+    # --------------------------------------------------------------- priors
+    def _check_parameters(self, X, engine=None):
+        """scikit-learn's prior checks and messages, then the data's defaults."""
+        n_features = X.shape[1]
+        ct = self.covariance_type
+        self.weight_concentration_prior_ = (
+            1.0 / self.n_components if self.weight_concentration_prior is None
+            else self.weight_concentration_prior)
+        self.mean_precision_prior_ = (
+            1.0 if self.mean_precision_prior is None else self.mean_precision_prior)
+        mean_prior = covariance_prior = None
+        if self.mean_prior is not None:
+            mean_prior = check_array(self.mean_prior, dtype=[np.float64, np.float32],
+                                     ensure_2d=False)
+            _check_shape(mean_prior, (n_features,), "means")
+        if self.degrees_of_freedom_prior is None:
+            self.degrees_of_freedom_prior_ = n_features
+        elif self.degrees_of_freedom_prior > n_features - 1.0:
+            self.degrees_of_freedom_prior_ = self.degrees_of_freedom_prior
+        else:
+            raise ValueError(
+                "The parameter 'degrees_of_freedom_prior' "
+                "should be greater than %d, but got %.3f."
+                % (n_features - 1, self.degrees_of_freedom_prior)
+            )
+        if self.covariance_prior is not None:
+            if ct in ("full", "tied"):
+                covariance_prior = check_array(self.covariance_prior,
+                                               dtype=[np.float64, np.float32], ensure_2d=False)
+                _check_shape(covariance_prior, (n_features, n_features),
+                             "%s covariance_prior" % ct)
+                _check_precision_matrix(covariance_prior, ct)
+            elif ct == "diag":
+                covariance_prior = check_array(self.covariance_prior,
+                                               dtype=[np.float64, np.float32], ensure_2d=False)
+                _check_shape(covariance_prior, (n_features,), "%s covariance_prior" % ct)
+                _check_precision_positivity(covariance_prior, ct)
+            else:
+                covariance_prior = self.covariance_prior
+        if engine is not None and (mean_prior is None or covariance_prior is None):
+            mean, scatter = data_moments(engine, covariance_prior is None, COV_CODES[ct])
+            if mean_prior is None:
+                mean_prior = mean.astype(engine.dtype)
+            if covariance_prior is None:
+                # as np.cov / np.var(ddof=1) of the rows repeated by their weights
+                cov = scatter / (engine.wsum - 1.0)
+                if ct in ("full", "tied"):
+                    covariance_prior = np.atleast_2d(cov)
+                elif ct == "diag":
+                    covariance_prior = cov.astype(engine.dtype)
+                else:
+                    covariance_prior = engine.dtype.type(cov.mean())
+        self.mean_prior_ = mean_prior
+        self.covariance_prior_ = covariance_prior
+        return None
+
+    # ---------------------------------------------------------------- hooks
+    def _initialize(self, engine, random_state, inits):
+        """scikit-learn's start: the responsibilities of ``init_params``, then the
+        posterior they give. A Dask engine starts on a sample, whose statistics
+        are scaled to the whole data's weight."""
+        start = engine.for_start(random_state, True)
+        stats = self._start_stats(start, random_state)
+        if start is not engine:
+            stats = stats.scaled(engine.wsum / start.wsum)
+        return self._m_step(stats, start.eps, engine.wsum, engine.dtype)
+
+    def _m_step(self, stats, eps, wsum, dtype):
+        nk, xk, sk = estimate_gaussian_parameters(stats, self.reg_covar, eps, wsum)
+        return self._posterior(nk, xk, sk, dtype)
+
+    def _posterior(self, nk, xk, sk, dtype):
+        """scikit-learn's _estimate_weights, _estimate_means, _estimate_precisions,
+        in float64, stored in the work dtype."""
+        K, ct = self.n_components, self.covariance_type
+        wcp = self.weight_concentration_prior_
+        mpp = self.mean_precision_prior_
+        mean_prior = np.asarray(self.mean_prior_, dtype=np.float64)
+        dofp = self.degrees_of_freedom_prior_
+        cp = np.asarray(self.covariance_prior_, dtype=np.float64)
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            wc = (1.0 + nk, wcp + np.hstack((np.cumsum(nk[::-1])[-2::-1], 0)))
+        else:
+            wc = wcp + nk
+        mean_precision = mpp + nk
+        means = (mpp * mean_prior + nk[:, np.newaxis] * xk) / mean_precision[:, np.newaxis]
+        diff = xk - mean_prior
+        if ct == "full":
+            dof = dofp + nk
+            cov = (cp + nk[:, None, None] * sk
+                   + (nk * mpp / mean_precision)[:, None, None]
+                   * diff[:, :, None] * diff[:, None, :])
+            cov /= dof[:, np.newaxis, np.newaxis]
+        elif ct == "tied":
+            dof = dofp + nk.sum() / K
+            cov = (cp + sk * nk.sum() / K
+                   + mpp / K * np.dot((nk / mean_precision) * diff.T, diff))
+            cov /= dof
+        elif ct == "diag":
+            dof = dofp + nk
+            cov = cp + nk[:, np.newaxis] * (
+                sk + (mpp / mean_precision)[:, np.newaxis] * np.square(diff))
+            cov /= dof[:, np.newaxis]
+        else:
+            dof = dofp + nk
+            cov = cp + nk * (sk + mpp / mean_precision * np.mean(np.square(diff), 1))
+            cov /= dof
+        prec_chol = compute_precision_cholesky(cov, ct, dtype=dtype)
+        cast = lambda a: np.asarray(a, dtype=dtype)[()]  # noqa: E731 - 0-d: a scalar
+        wc = tuple(cast(a) for a in wc) if isinstance(wc, tuple) else cast(wc)
+        return wc, cast(mean_precision), cast(means), cast(dof), cast(cov), prec_chol
+
+    def _log_weights(self, wc):
+        """scikit-learn's _estimate_log_weights: E[log pi_k] (float64)."""
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            a, b = (np.asarray(x, dtype=np.float64) for x in wc)
+            digamma_sum = digamma(a + b)
+            digamma_a, digamma_b = digamma(a), digamma(b)
+            return (digamma_a - digamma_sum
+                    + np.hstack((0, np.cumsum(digamma_b - digamma_sum)[:-1])))
+        wc = np.asarray(wc, dtype=np.float64)
+        return digamma(wc) - digamma(np.sum(wc))
+
+    def _weights(self, wc):
+        """scikit-learn's weights_ from the weight concentration."""
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            a, b = wc
+            tmp = b / (a + b)
+            weights = a / (a + b) * np.hstack((1, np.cumprod(tmp[:-1])))
+            return weights / np.sum(weights)
+        return wc / np.sum(wc)
+
+    def _estep(self, params, dtype):
+        wc, mean_precision, means, dof, _, prec_chol = params
+        d = means.shape[1]
+        dof = np.asarray(dof, dtype=np.float64)
+        log_lambda = d * np.log(2.0) + np.sum(
+            digamma(0.5 * (dof - np.arange(0, d)[:, np.newaxis])), 0)
+        offset = (-0.5 * d * np.log(dof)
+                  + 0.5 * (log_lambda - d / np.asarray(mean_precision, dtype=np.float64)))
+        if dtype is not None:
+            prec_chol = np.asarray(prec_chol).astype(dtype, copy=False)
+        weights = np.asarray(self._weights(wc), dtype=np.float64)
+        return estep_params(weights, means, prec_chol, COV_CODES[self.covariance_type],
+                            log_w=self._log_weights(wc), log_det_offset=offset)
+
+    def _lower_bound(self, stats, wsum, ep, params, dtype):
+        """scikit-learn's _compute_lower_bound: the entropy term from the pass at
+        ``ep``, the rest from the parameters of its M-step."""
+        wc, mean_precision, means, dof, _, prec_chol = params
+        K, d = means.shape
+        ct = self.covariance_type
+        dof = np.asarray(dof, dtype=np.float64)
+        log_det_precisions_chol = (
+            compute_log_det_cholesky(prec_chol, COV_CODES[ct], d) - 0.5 * d * np.log(dof))
+        if ct == "tied":
+            log_wishart = K * float(np.sum(_log_wishart_norm(dof, log_det_precisions_chol,
+                                                              d)))
+        else:
+            log_wishart = np.sum(_log_wishart_norm(dof, log_det_precisions_chol, d))
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            a, b = (np.asarray(x, dtype=np.float64) for x in wc)
+            log_norm_weight = -np.sum(betaln(a, b))
+        else:
+            log_norm_weight = _log_dirichlet_norm(np.asarray(wc, dtype=np.float64))
+        return np.float64(
+            -resp_entropy(stats, ep) - log_wishart - log_norm_weight
+            - 0.5 * d * np.sum(np.log(np.asarray(mean_precision, dtype=np.float64))))
+
+    def _online_scale(self, seen):
+        return float(self.total_samples) if self.total_samples is not None else seen
+
+    _parameter_names = ("weight_concentration_", "mean_precision_", "means_",
+                        "degrees_of_freedom_", "covariances_", "precisions_cholesky_")
+
+    def _get_parameters(self):
+        return (self.weight_concentration_, self.mean_precision_, self.means_,
+                self.degrees_of_freedom_, self.covariances_, self.precisions_cholesky_)
+
+    def _set_parameters(self, params):
+        (self.weight_concentration_, self.mean_precision_, self.means_,
+         self.degrees_of_freedom_, self.covariances_, self.precisions_cholesky_) = params
+        dtype = self.precisions_cholesky_.dtype
+        self.weights_ = np.asarray(self._weights(self.weight_concentration_), dtype=dtype)
+        pc = self.precisions_cholesky_
+        if self.covariance_type == "full":
+            self.precisions_ = np.matmul(pc, np.swapaxes(pc, 1, 2))
+        elif self.covariance_type == "tied":
+            self.precisions_ = pc @ pc.T
+        else:
+            self.precisions_ = pc**2
+
+    def _expected_shapes(self, n_components, n_features):
+        K, d = n_components, n_features
+        ct = self.covariance_type
+        pc = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[ct]
+        wc = (2, K) if self.weight_concentration_prior_type == "dirichlet_process" else (K,)
+        return {"weight_concentration_": wc, "mean_precision_": (K,),
+                "degrees_of_freedom_": () if ct == "tied" else (K,),
+                "covariances_": pc, "precisions_cholesky_": pc}
