@@ -91,10 +91,13 @@ MEMORY_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {bench!r})
     from _data import make_data
     impl, n, d, K = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    name = sys.argv[5]  # GaussianMixture or BayesianGaussianMixture
     if impl == "fastgmm":
-        from fastgmm import GaussianMixture
+        import fastgmm as lib
     else:
-        from sklearn.mixture import GaussianMixture
+        import sklearn.mixture as lib
+    Model = getattr(lib, name)
+    GaussianMixture = lambda K, **kw: Model(n_components=K, **kw)
     warnings.simplefilter("ignore")
     X = make_data(n, d, K)
     GaussianMixture(2, max_iter=2).fit(X[:2000])  # compile / import everything first
@@ -115,9 +118,9 @@ MEMORY_SCRIPT = textwrap.dedent(
 )
 
 
-def peak_memory(impl, n, d, K):
+def peak_memory(impl, n, d, K, model="GaussianMixture"):
     script = MEMORY_SCRIPT.format(bench=str(HERE))
-    out = subprocess.run([sys.executable, "-c", script, impl, str(n), str(d), str(K)],
+    out = subprocess.run([sys.executable, "-c", script, impl, str(n), str(d), str(K), model],
                          capture_output=True, text=True, check=True, cwd=ROOT)
     extra, data = (float(v) for v in out.stdout.split())
     return extra, data
@@ -320,6 +323,14 @@ def main(argv=None):
     for impl in ("sklearn", "fastgmm"):
         out.append(f"| {impl} | {mem[impl][0]:.0f} MiB |")
     out.append(f"\nfastgmm uses {mem['fastgmm'][0] / max(mem['sklearn'][0], 1e-9):.3f} of"
+               " scikit-learn's extra memory.\n")
+    bmem = {impl: peak_memory(impl, n_mem, 8, 16, "BayesianGaussianMixture")
+            for impl in ("sklearn", "fastgmm")}
+    out += [f"## Peak memory of BayesianGaussianMixture `fit` beyond the input ({n_mem} x 8,"
+            " K = 16, 5 iterations)\n", "| | extra resident memory |", "|---|---:|"]
+    for impl in ("sklearn", "fastgmm"):
+        out.append(f"| {impl} | {bmem[impl][0]:.0f} MiB |")
+    out.append(f"\nfastgmm uses {bmem['fastgmm'][0] / max(bmem['sklearn'][0], 1e-9):.3f} of"
                " scikit-learn's extra memory.\n")
 
     r64, r32 = matmul_rate(np.float64), matmul_rate(np.float32)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import BayesianGaussianMixture as SkBayesianGaussianMixture
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.utils import check_random_state
 
@@ -19,6 +20,7 @@ from fastgmm._kmeans import kmeans_labels
 from _data import SHAPES, make_data, shape_id, start
 
 IMPLS = {"sklearn": SkGaussianMixture, "fastgmm": fastgmm.GaussianMixture}
+BGM_IMPLS = {"sklearn": SkBayesianGaussianMixture, "fastgmm": fastgmm.BayesianGaussianMixture}
 FIXED_ITERS = 5
 _cache = {}
 
@@ -69,6 +71,47 @@ def test_fit_fixed_iterations(benchmark, quick, impl, dtype, shape, covariance_t
             est.fit(X)
 
     run(benchmark, quick, fit, rounds=1 if (impl == "sklearn" and n * d * K >= 10**7) else 3)
+
+
+@pytest.mark.parametrize("impl", list(BGM_IMPLS))
+@pytest.mark.parametrize("shape,covariance_type", CT_GRID,
+                         ids=[f"{shape_id(*s)}-{ct}" for s, ct in CT_GRID])
+def test_bayesian_fit_fixed_iterations(benchmark, quick, impl, shape, covariance_type):
+    """BayesianGaussianMixture `fit` with FIXED_ITERS variational EM iterations from
+    the same start (init_params='random_from_data': the same rows in both, a cheap
+    start; tol=0)."""
+    n, d, K = shape
+    X = data(n, d, K, "float64", quick)
+    warm("float64", covariance_type)
+    benchmark.group = f"bgm-fit{FIXED_ITERS}|{shape_id(*shape)}|{covariance_type}|float64"
+    benchmark.extra_info.update(n=X.shape[0], d=d, K=K, iters=FIXED_ITERS)
+    est = BGM_IMPLS[impl](n_components=K, covariance_type=covariance_type,
+                          init_params="random_from_data", max_iter=FIXED_ITERS, tol=0,
+                          reg_covar=1e-3, random_state=0)
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X)
+
+    run(benchmark, quick, fit, rounds=1 if (impl == "sklearn" and n * d * K >= 10**7) else 3)
+
+
+@pytest.mark.parametrize("impl", list(BGM_IMPLS))
+def test_bayesian_fit_default(benchmark, quick, impl):
+    """BayesianGaussianMixture's default end-to-end fit at 1M x 8, K = 16 (k-means
+    start, tol=1e-3, up to 100 iterations)."""
+    n, d, K = 1_000_000, 8, 16
+    X = data(n, d, K, "float64", quick)
+    warm("float64", "full")
+    benchmark.group = f"bgm-fit-default|{shape_id(n, d, K)}|full|float64"
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            BGM_IMPLS[impl](n_components=K, random_state=0).fit(X)
+
+    run(benchmark, quick, fit, rounds=1)
 
 
 DEFAULT_SHAPES = [(10_000, 8, 4), (200_000, 2, 8), (1_000_000, 8, 16)]

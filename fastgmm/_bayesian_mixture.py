@@ -49,29 +49,31 @@ def _log_wishart_norm(degrees_of_freedom, log_det_precisions_chol, n_features):
 def data_moments(engine, need_scatter, ct):
     """The weighted mean of the rows and, where ``need_scatter``, their scatter
     about it (a (d, d) matrix for 'full' / 'tied', its diagonal otherwise), from
-    one-component passes of the engine (no copy of X; memmaps and Dask alike):
-    a cheap pass for the mean, a second about the mean for the scatter (the
-    shifted sums cannot cancel). With one component every responsibility is 1."""
+    one-component passes of the engine (no copy of X; memmaps and Dask alike): a
+    pass for the mean, a second about the mean for the scatter (shifted sums that
+    cannot cancel). With one component every responsibility is 1; the passes run
+    the kernels of the model's own covariance type (nothing more to compile)."""
     d = engine.n_features
-    one = np.ones(1)
+    pc = {FULL: np.eye(d)[None], TIED: np.eye(d), DIAG: np.ones((1, d)),
+          SPHERICAL: np.ones(1)}[ct]
 
-    def moments(code, centre):
-        pc = np.eye(d)[None] if code == FULL else np.ones((1, d))
-        return engine.stats(estep_params(one, centre[None, :], pc, code))
+    def moments(centre):
+        return engine.stats(estep_params(np.ones(1), centre[None, :], pc, ct))
 
-    st = moments(DIAG, np.zeros(d))
-    mean = st.s1[0] / st.nk[0]
+    st = moments(np.zeros(d))
+    mean = st.shift[0] + st.s1[0] / st.nk[0]
     if not need_scatter:
         return mean, None
-    code = FULL if ct in (FULL, TIED) else DIAG
-    st = moments(code, mean)
-    s1 = st.s1[0]
-    dm = s1 / st.nk[0]  # ~0: the residual of the first pass's rounding
-    if code == FULL:
-        scatter = sym_upper(st.s2[0]) - np.outer(s1, dm)
+    st = moments(mean)
+    s1, n = st.s1[0], st.nk[0]
+    if ct == FULL:
+        scatter = sym_upper(st.s2[0]) - np.outer(s1, s1) / n
+    elif ct == TIED:  # the pooled scatter about gshift, the mean here
+        e = st.s2[0, d]
+        scatter = sym_upper(st.s2[0, :d]) - np.outer(e, e) / n
     else:
-        scatter = st.s2[0, 0] - s1 * dm
-    return mean + dm, scatter
+        scatter = st.s2[0, 0] - s1 * s1 / n
+    return mean + s1 / n, scatter
 
 
 def resp_entropy(stats, ep):
