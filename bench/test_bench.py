@@ -20,7 +20,9 @@ from fastgmm._kmeans import kmeans_labels
 from _data import SHAPES, make_data, shape_id, start
 
 IMPLS = {"sklearn": SkGaussianMixture, "fastgmm": fastgmm.GaussianMixture}
-BGM_IMPLS = {"sklearn": SkBayesianGaussianMixture, "fastgmm": fastgmm.BayesianGaussianMixture}
+# (getattr: bench/before_after.py runs this file against older checkouts too)
+BGM_IMPLS = {"sklearn": SkBayesianGaussianMixture,
+             "fastgmm": getattr(fastgmm, "BayesianGaussianMixture", None)}
 FIXED_ITERS = 5
 _cache = {}
 
