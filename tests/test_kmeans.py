@@ -421,7 +421,7 @@ def test_demo_reports_how_the_kmeans_start_differs(monkeypatch):
     than scikit-learn's KMeans and says whether the k-means++ rows were the same:
     a start that differs is reported, not hidden."""
     import fastgmm._kmeans as fk
-    from fastgmm.__main__ import _kmeans_start_line
+    from fastgmm._demo import _kmeans_start_line
 
     rng = np.random.RandomState(0)
     X = (rng.randint(0, 256, size=(20_000, 3)) / 255.0).astype(np.float32)

@@ -1,0 +1,438 @@
+"""The ``fastgmm`` command line: fit, predict, score, plot, demo.
+
+Bad input (a missing file, an unreadable format, NaN in the data, the wrong
+number of columns for a model) gets one line on stderr and exit status 2,
+never a traceback.
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+COV_TYPES = ("full", "tied", "diag", "spherical")
+
+
+class CLIError(Exception):
+    """A user error: one line, exit status 2."""
+
+
+# ----------------------------------------------------------------- data
+def _split_columns(text):
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _read_csv(path, sep, columns):
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f, delimiter=sep))
+    rows = [r for r in rows if r]  # blank lines
+    if not rows:
+        raise CLIError(f"{path}: no rows")
+
+    def is_number(text):
+        try:
+            float(text)
+            return True
+        except ValueError:
+            return False
+
+    first = rows[0]
+    header = None
+    if not all(is_number(v) for v in first):
+        header, rows = [h.strip() for h in first], rows[1:]
+    width = len(header) if header is not None else len(first)
+    names = header or [str(i) for i in range(width)]
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            raise CLIError(f"{path}: line {i + 1 + (header is not None)} has {len(r)} fields, "
+                           f"expected {width}")
+    if not rows:
+        raise CLIError(f"{path}: a header and no data")
+    if columns is not None:
+        idx = []
+        for c in columns:
+            if c in names:
+                idx.append(names.index(c))
+            elif c.isdigit() and int(c) < width:
+                idx.append(int(c))
+            else:
+                raise CLIError(f"{path}: no column {c!r} (columns: {', '.join(names)})")
+    else:
+        idx = list(range(width))
+    bad = [names[j] for j in idx if not all(is_number(r[j]) for r in rows)]
+    if bad:
+        raise CLIError(f"{path}: non-numeric column(s) {', '.join(bad)}; choose numeric ones "
+                       "with --columns")
+    X = np.array([[float(r[j]) for j in idx] for r in rows], dtype=np.float64)
+    return X, [names[j] for j in idx], (names, rows)
+
+
+def load_data(path, columns=None, weight_column=None):
+    """X (and the weights' column) from .npy, .csv, .tsv or .parquet."""
+    path = Path(path)
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    cols = None if columns is None else _split_columns(columns)
+    weights = None
+    if suffix == ".npy":
+        try:
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as e:
+            raise CLIError(f"{path}: not a readable .npy file ({e})") from None
+        if X.ndim != 2:
+            raise CLIError(f"{path}: a {X.ndim}-D array; fastgmm reads 2-D data")
+        if weight_column is not None:
+            j = int(weight_column)
+            weights = np.asarray(X[:, j], dtype=np.float64)
+            keep = [i for i in range(X.shape[1]) if i != j]
+            X = np.asarray(X[:, keep])
+        if cols is not None:
+            X = np.asarray(X[:, [int(c) for c in cols]])
+    elif suffix in (".csv", ".tsv", ".txt"):
+        sep = "\t" if suffix == ".tsv" else ","
+        wanted = cols
+        if weight_column is not None and cols is not None:
+            wanted = cols + [weight_column]
+        try:
+            X, names, (all_names, rows) = _read_csv(path, sep, wanted)
+        except UnicodeDecodeError:
+            raise CLIError(f"{path}: not a text file") from None
+        if weight_column is not None:
+            if weight_column not in names:  # all columns were taken: pick it out
+                raise CLIError(f"{path}: no column {weight_column!r}")
+            j = names.index(weight_column)
+            weights = X[:, j].copy()
+            X = np.delete(X, j, axis=1)
+    elif suffix == ".parquet":
+        try:
+            import pandas as pd
+
+            frame = pd.read_parquet(path)
+        except ImportError:
+            raise CLIError("reading .parquet needs pandas and pyarrow "
+                           "(pip install 'fastgmm[cli]')") from None
+        if weight_column is not None:
+            weights = frame.pop(weight_column).to_numpy(dtype=np.float64)
+        if cols is not None:
+            frame = frame[cols]
+        bad = [c for c in frame.columns if not np.issubdtype(frame[c].dtype, np.number)]
+        if bad:
+            raise CLIError(f"{path}: non-numeric column(s) {', '.join(map(str, bad))}; "
+                           "choose numeric ones with --columns")
+        X = frame.to_numpy(dtype=np.float64)
+    else:
+        raise CLIError(f"{path}: unknown format {suffix or '(no suffix)'}; "
+                       "fastgmm reads .npy, .csv, .tsv and .parquet")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise CLIError(f"{path}: no data")
+    if not np.all(np.isfinite(X)):
+        raise CLIError(f"{path}: the data contains NaN or infinity")
+    return X, weights
+
+
+def _write_output(path, array):
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        np.save(path, array)
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        fmt = "%d" if array.dtype.kind in "iu" else "%.10g"
+        np.savetxt(path, np.atleast_2d(array.T).T, fmt=fmt, delimiter=sep)
+    else:
+        raise CLIError(f"{path}: write .npy, .csv or .tsv")
+
+
+# ------------------------------------------------------------- progress
+def _notice_first_compile(quiet):
+    """A line before the first compilation (no cached kernel next to the package
+    or in NUMBA_CACHE_DIR)."""
+    if quiet:
+        return
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    where = Path(cache) if cache else Path(__file__).resolve().parent / "__pycache__"
+    cached = where.exists() and any(where.rglob("_accumulate*.nbi"))
+    if not cached:
+        print("fastgmm: compiling kernels on first use (about 10 s on 2 cores; cached "
+              "afterwards)", file=sys.stderr, flush=True)
+
+
+def _parse_k(text):
+    try:
+        if "-" in text:
+            a, b = text.split("-", 1)
+            lo, hi = int(a), int(b)
+        else:
+            lo = hi = int(text)
+    except ValueError:
+        raise CLIError(f"-k takes a number or a range A-B; got {text!r}") from None
+    if lo < 1 or hi < lo:
+        raise CLIError(f"-k: need 1 <= A <= B; got {text!r}")
+    return lo, hi
+
+
+def _parse_types(text):
+    if text == "all":
+        return list(COV_TYPES)
+    types = _split_columns(text)
+    bad = [t for t in types if t not in COV_TYPES]
+    if bad or not types:
+        raise CLIError(f"--covariance-type: unknown {', '.join(bad) or text!r} "
+                       f"(one of {', '.join(COV_TYPES)}, a comma list, or all)")
+    return types
+
+
+# ------------------------------------------------------------- commands
+def cmd_fit(args):
+    import fastgmm
+
+    lo, hi = _parse_k(args.k)
+    types = _parse_types(args.covariance_type)
+    X, w = load_data(args.data, args.columns, args.sample_weight)
+    X = X.astype(args.dtype, copy=False)
+    _notice_first_compile(args.quiet)
+    common = dict(random_state=args.random_state, max_iter=args.max_iter, n_init=args.n_init)
+    t0 = time.perf_counter()
+    progress = not args.quiet and sys.stderr.isatty()
+    if lo == hi and len(types) == 1:
+        model = fastgmm.GaussianMixture(lo, covariance_type=types[0], **common)
+        model.fit(X, sample_weight=w)
+        elapsed = time.perf_counter() - t0
+        print(f"GaussianMixture(n_components={lo}, covariance_type={types[0]!r}) on "
+              f"{X.shape[0]} x {X.shape[1]} ({elapsed:.2f} s)")
+        print(f"  converged {model.converged_} after {model.n_iter_} iterations; "
+              f"mean log-likelihood {model.score(X, sample_weight=w):.6f}")
+        print(f"  BIC {model.bic(X):.6f}   AIC {model.aic(X):.6f}")
+        print("  component  weight    mean")
+        for k in range(lo):
+            mean = " ".join(f"{v:.4g}" for v in model.means_[k][:8])
+            print(f"  {k:9d}  {model.weights_[k]:.4f}    {mean}"
+                  + (" ..." if X.shape[1] > 8 else ""))
+    else:
+        model = fastgmm.GaussianMixtureIC(min_components=lo, max_components=hi,
+                                          covariance_type=types, criterion=args.criterion,
+                                          verbose=1 if progress else 0, **common)
+        with contextlib.redirect_stdout(sys.stderr):
+            model.fit(X, sample_weight=w)
+        elapsed = time.perf_counter() - t0
+        r = model.results_
+        print(f"GaussianMixtureIC over n_components {lo}-{hi} x {', '.join(types)} on "
+              f"{X.shape[0]} x {X.shape[1]} ({elapsed:.2f} s); lowest {args.criterion} "
+              f"marked *")
+        print(f"  {'n_components':>12} {'covariance':>10} {'bic':>14} {'aic':>14} {'icl':>14}"
+              f" {'iterations':>10} {'converged':>9}")
+        for i in range(len(r["bic"])):
+            win = (r["n_components"][i] == model.n_components_
+                   and r["covariance_type"][i] == model.covariance_type_)
+            print(f"{'*' if win else ' '} {r['n_components'][i]:>12d} "
+                  f"{r['covariance_type'][i]:>10} {r['bic'][i]:>14.4f} {r['aic'][i]:>14.4f} "
+                  f"{r['icl'][i]:>14.4f} {r['n_iter'][i]:>10d} {str(r['converged'][i]):>9}")
+        print(f"best: n_components={model.n_components_}, "
+              f"covariance_type={model.covariance_type_!r}, {args.criterion}="
+              f"{model.criterion_:.6f}")
+    out = args.output or Path(args.data).with_suffix(".fgmm").name
+    fastgmm.save(model, out)
+    print(f"model written to {out}")
+    return 0
+
+
+def _load_model(path):
+    import fastgmm
+
+    if not Path(path).exists():
+        raise CLIError(f"{path}: no such file")
+    return fastgmm.load(path)
+
+
+def _check_width(model, X, data):
+    n_features = model.n_features_in_ if hasattr(model, "n_features_in_") else None
+    if n_features is None:
+        raise CLIError("the model file holds an unfitted model")
+    if X.shape[1] != n_features:
+        raise CLIError(f"{data}: {X.shape[1]} columns; the model was fitted on {n_features}")
+
+
+def cmd_predict(args):
+    model = _load_model(args.model)
+    X, _ = load_data(args.data, args.columns)
+    _check_width(model, X, args.data)
+    _notice_first_compile(args.quiet)
+    out = model.predict_proba(X) if args.proba else model.predict(X)
+    if args.output:
+        _write_output(args.output, out)
+        print(f"{'probabilities' if args.proba else 'labels'} of {X.shape[0]} rows written to "
+              f"{args.output}")
+    else:
+        np.savetxt(sys.stdout, np.atleast_2d(out.T).T,
+                   fmt="%.6g" if args.proba else "%d", delimiter=",")
+    return 0
+
+
+def cmd_score(args):
+    model = _load_model(args.model)
+    X, w = load_data(args.data, args.columns, args.sample_weight)
+    _check_width(model, X, args.data)
+    _notice_first_compile(args.quiet)
+    print(f"mean log-likelihood {model.score(X, sample_weight=w):.6f}")
+    if hasattr(model, "bic"):
+        print(f"BIC {model.bic(X):.6f}")
+        print(f"AIC {model.aic(X):.6f}")
+    return 0
+
+
+def cmd_plot(args):
+    try:
+        from . import plot
+    except ImportError:
+        raise CLIError("plots need matplotlib (pip install 'fastgmm[plot]')") from None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model = _load_model(args.model)
+    kind = args.kind
+    if kind is None:
+        kind = ("ellipses" if args.data else
+                "criterion" if hasattr(model, "results_") else "lower-bound")
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    if kind == "ellipses":
+        X = None
+        if args.data:
+            X, _ = load_data(args.data, args.columns)
+            _check_width(model, X, args.data)
+        features = None if args.features is None else [int(f) for f in
+                                                        _split_columns(args.features)]
+        plot.plot_ellipses(model, X, features=features, ax=ax)
+    elif kind == "criterion":
+        if not hasattr(model, "results_"):
+            raise CLIError("--kind criterion needs a model fitted with a range of -k")
+        plot.plot_criterion(model, ax=ax)
+    else:
+        plot.plot_lower_bound(model, ax=ax)
+    fig.savefig(args.output, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    print(f"{kind} plot written to {args.output}")
+    return 0
+
+
+def cmd_demo(args):
+    from . import _demo
+
+    return _demo.run(args)
+
+
+# --------------------------------------------------------------- parser
+def build_parser():
+    from . import __version__, _demo
+
+    p = argparse.ArgumentParser(
+        prog="fastgmm",
+        description="Gaussian mixtures from the command line: fit (one model, or the best by "
+                    "an information criterion over a range of components), predict, score, "
+                    "plot; and the side-by-side photo demo.")
+    p.add_argument("--version", action="version", version=f"fastgmm {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def data_options(q, weights=False):
+        q.add_argument("--columns", metavar="A,B,...",
+                       help="the columns to use: header names or 0-based indices "
+                            "(default: all; non-numeric columns are refused)")
+        if weights:
+            q.add_argument("--sample-weight", metavar="COLUMN",
+                           help="a column of non-negative row weights (default: none)")
+        q.add_argument("--quiet", action="store_true",
+                       help="no progress or compilation notice on stderr")
+
+    f = sub.add_parser("fit", help="fit a model and write it to a model file",
+                       description="Fit a Gaussian mixture to DATA (.npy, .csv, .tsv, "
+                                   ".parquet) and write the model file. With a range for -k "
+                                   "(or several covariance types) every candidate is fitted "
+                                   "and the best by --criterion is kept (GaussianMixtureIC); "
+                                   "its table is printed.")
+    f.add_argument("data", metavar="DATA")
+    f.add_argument("-k", required=True, metavar="K|A-B",
+                   help="number of components, or a range A-B to choose from")
+    f.add_argument("-o", "--output", metavar="MODEL",
+                   help="the model file to write (default: DATA's name with .fgmm, here)")
+    f.add_argument("--covariance-type", default="full", metavar="TYPE",
+                   help="full, tied, diag, spherical, a comma list, or all (default: full)")
+    f.add_argument("--criterion", default="bic", choices=["bic", "aic", "icl"],
+                   help="the criterion a range is chosen by, lower is better (default: bic)")
+    f.add_argument("--random-state", type=int, default=0,
+                   help="seed of the start (default: %(default)s)")
+    f.add_argument("--max-iter", type=int, default=100,
+                   help="EM iterations at most (default: %(default)s)")
+    f.add_argument("--n-init", type=int, default=1,
+                   help="starts per model, the best kept (default: %(default)s)")
+    f.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="the data's dtype in the fit (default: %(default)s)")
+    data_options(f, weights=True)
+    f.set_defaults(func=cmd_fit)
+
+    q = sub.add_parser("predict", help="labels or probabilities of DATA under MODEL",
+                       description="Write the component label of each row of DATA (or, with "
+                                   "--proba, the probability of each component) to OUT (.csv, "
+                                   ".tsv or .npy by its suffix), or to stdout without -o.")
+    q.add_argument("model", metavar="MODEL")
+    q.add_argument("data", metavar="DATA")
+    q.add_argument("-o", "--output", metavar="OUT", help="the output file (default: stdout)")
+    q.add_argument("--proba", action="store_true", help="probabilities instead of labels")
+    data_options(q)
+    q.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("score", help="mean log-likelihood, BIC and AIC of DATA under MODEL",
+                       description="Print the mean log-likelihood of DATA under MODEL, and its "
+                                   "BIC and AIC for a GaussianMixture.")
+    s.add_argument("model", metavar="MODEL")
+    s.add_argument("data", metavar="DATA")
+    data_options(s, weights=True)
+    s.set_defaults(func=cmd_score)
+
+    g = sub.add_parser("plot", help="plot a model to an image file",
+                       description="ellipses: the components (1 and 2 standard deviations) "
+                                   "over DATA, on two --features or the data's first two "
+                                   "principal axes; criterion: the criterion against "
+                                   "n_components (a model fitted with a range of -k); "
+                                   "lower-bound: the lower bound per iteration. Default: "
+                                   "ellipses with DATA, else criterion or lower-bound.")
+    g.add_argument("model", metavar="MODEL")
+    g.add_argument("data", metavar="DATA", nargs="?")
+    g.add_argument("-o", "--output", required=True, metavar="FIGURE.png",
+                   help="the image to write (its suffix picks the format)")
+    g.add_argument("--kind", choices=["ellipses", "criterion", "lower-bound"],
+                   help="what to plot (default: see above)")
+    g.add_argument("--features", metavar="I,J",
+                   help="two 0-based feature indices for the ellipses (default: the first two "
+                        "principal axes)")
+    data_options(g)
+    g.set_defaults(func=cmd_plot)
+
+    d = sub.add_parser("demo", help="the photo demo: fastgmm and scikit-learn side by side",
+                       description=_demo.__doc__.split("\n")[0])
+    _demo.add_arguments(d)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as e:
+        print(f"fastgmm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError, MemoryError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"fastgmm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fastgmm {args.command}: interrupted", file=sys.stderr)
+        return 130
