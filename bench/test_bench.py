@@ -218,3 +218,35 @@ def test_grid_search(benchmark, quick, impl, n_jobs):
 
     search()  # loky workers started, their kernels loaded: timed apart from this
     run(benchmark, quick, search, rounds=3)
+
+
+@pytest.mark.parametrize("impl", ["sklearn", "fastgmm"])
+def test_ic_sweep(benchmark, quick, impl):
+    """Choosing the model: K = 1..12 x the four covariance types on 200k x 8 by BIC,
+    scikit-learn's documented loop over bic() against fastgmm.GaussianMixtureIC."""
+    n, d, K = 200_000, 8, 6
+    X = data(n, d, K, "float64", quick)
+    for ct in ("full", "tied", "diag", "spherical"):
+        warm("float64", ct)
+    benchmark.group = "ic-sweep|200kx8xK1-12|all|float64"
+    if impl == "sklearn":
+        def sweep():
+            best = None
+            for ct in ("full", "tied", "diag", "spherical"):
+                for k in range(1, 13):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", ConvergenceWarning)
+                        bic = SkGaussianMixture(k, covariance_type=ct, random_state=0).fit(
+                            X).bic(X)
+                    if best is None or bic < best[0]:
+                        best = (bic, k, ct)
+            return best
+    else:
+        def sweep():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                ic = fastgmm.GaussianMixtureIC(max_components=12, covariance_type="all",
+                                               random_state=0).fit(X)
+            return ic.criterion_, ic.n_components_, ic.covariance_type_
+    best = run(benchmark, quick, sweep, rounds=1)
+    benchmark.extra_info["best"] = [float(best[0]), int(best[1]), str(best[2])]

@@ -426,6 +426,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader went away (| head): not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except CLIError as e:
         print(f"fastgmm {args.command}: error: {e}", file=sys.stderr)
         return 2
