@@ -272,7 +272,9 @@ class BayesianGaussianMixture(BaseMixture):
     def _posterior(self, nk, xk, sk, dtype):
         """scikit-learn's _estimate_weights, _estimate_means, _estimate_precisions,
         in float64, stored in the work dtype."""
-        K, ct = self.n_components, self.covariance_type
+        # K from the statistics: a warm start keeps the fitted model's components
+        # (as GaussianMixture does) whatever n_components says now
+        K, ct = nk.shape[0], self.covariance_type
         wcp = self.weight_concentration_prior_
         mpp = self.mean_precision_prior_
         mean_prior = np.asarray(self.mean_prior_, dtype=np.float64)
@@ -348,7 +350,7 @@ class BayesianGaussianMixture(BaseMixture):
         """scikit-learn's _compute_lower_bound: the entropy term from the pass at
         ``ep``, the rest from the parameters of its M-step."""
         wc, mean_precision, means, dof, _, prec_chol = params
-        K, d = means.shape
+        K, d = means.shape  # the fitted model's K (see _posterior)
         ct = self.covariance_type
         dof = np.asarray(dof, dtype=np.float64)
         log_det_precisions_chol = (

@@ -26,90 +26,90 @@ def _split_columns(text):
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
-def _read_csv(path, sep, columns):
+def _resolve(path, names, spec):
+    """A column by header name or 0-based index (negative from the end)."""
+    if spec in names:
+        return names.index(spec)
+    try:
+        j = int(spec)
+    except ValueError:
+        raise CLIError(f"{path}: no column {spec!r} (columns: {', '.join(names)})") from None
+    if not -len(names) <= j < len(names):
+        raise CLIError(f"{path}: no column {spec!r}: it has {len(names)} columns")
+    return j % len(names)
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_csv_table(path, sep):
+    """Header names (or indices) and rows of strings; a header row is detected (a
+    row with a field that is not a number), a byte-order mark skipped, and an empty
+    last field on every row (trailing separators) dropped."""
     import csv
 
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f, delimiter=sep))
-    rows = [r for r in rows if r]  # blank lines
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f, delimiter=sep) if r]
+    except UnicodeDecodeError:
+        raise CLIError(f"{path}: not a text file") from None
+    except csv.Error as e:
+        raise CLIError(f"{path}: not readable as {'TSV' if sep == chr(9) else 'CSV'} ({e})") \
+            from None
+    if rows and all(r[-1].strip() == "" for r in rows) and all(len(r) > 1 for r in rows):
+        rows = [r[:-1] for r in rows]
     if not rows:
         raise CLIError(f"{path}: no rows")
-
-    def is_number(text):
-        try:
-            float(text)
-            return True
-        except ValueError:
-            return False
-
-    first = rows[0]
     header = None
-    if not all(is_number(v) for v in first):
-        header, rows = [h.strip() for h in first], rows[1:]
-    width = len(header) if header is not None else len(first)
-    names = header or [str(i) for i in range(width)]
+    if not all(_is_number(v) for v in rows[0]):
+        header, rows = [h.strip() for h in rows[0]], rows[1:]
+    width = len(header) if header is not None else len(rows[0])
     for i, r in enumerate(rows):
         if len(r) != width:
-            raise CLIError(f"{path}: line {i + 1 + (header is not None)} has {len(r)} fields, "
-                           f"expected {width}")
+            raise CLIError(f"{path}: data row {i + 1} has {len(r)} fields, expected {width}")
     if not rows:
         raise CLIError(f"{path}: a header and no data")
-    if columns is not None:
-        idx = []
-        for c in columns:
-            if c in names:
-                idx.append(names.index(c))
-            elif c.isdigit() and int(c) < width:
-                idx.append(int(c))
-            else:
-                raise CLIError(f"{path}: no column {c!r} (columns: {', '.join(names)})")
-    else:
-        idx = list(range(width))
-    bad = [names[j] for j in idx if not all(is_number(r[j]) for r in rows)]
-    if bad:
-        raise CLIError(f"{path}: non-numeric column(s) {', '.join(bad)}; choose numeric ones "
-                       "with --columns")
-    X = np.array([[float(r[j]) for j in idx] for r in rows], dtype=np.float64)
-    return X, [names[j] for j in idx], (names, rows)
+    return header or [str(i) for i in range(width)], rows
 
 
 def load_data(path, columns=None, weight_column=None):
-    """X (and the weights' column) from .npy, .csv, .tsv or .parquet."""
+    """X (float64, or a .npy's own float dtype) and the weights' column, from .npy,
+    .csv, .tsv or .parquet. ``columns`` and ``weight_column`` name header columns or
+    0-based indices of the file's columns; by default every column but the
+    weights'."""
     path = Path(path)
     if not path.exists():
         raise CLIError(f"{path}: no such file")
+    if path.is_dir():
+        raise CLIError(f"{path}: a directory, not a data file")
     suffix = path.suffix.lower()
     cols = None if columns is None else _split_columns(columns)
-    weights = None
     if suffix == ".npy":
         try:
-            X = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as e:
-            raise CLIError(f"{path}: not a readable .npy file ({e})") from None
-        if X.ndim != 2:
-            raise CLIError(f"{path}: a {X.ndim}-D array; fastgmm reads 2-D data")
-        if weight_column is not None:
-            j = int(weight_column)
-            weights = np.asarray(X[:, j], dtype=np.float64)
-            keep = [i for i in range(X.shape[1]) if i != j]
-            X = np.asarray(X[:, keep])
-        if cols is not None:
-            X = np.asarray(X[:, [int(c) for c in cols]])
+            A = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable file
+            raise CLIError(f"{path}: not a readable .npy file ({type(e).__name__}: {e})") \
+                from None
+        if A.ndim != 2:
+            raise CLIError(f"{path}: a {A.ndim}-D array; fastgmm reads 2-D data")
+        if A.dtype.kind not in "iuf":
+            raise CLIError(f"{path}: dtype {A.dtype}; fastgmm reads real numbers")
+        names = [str(i) for i in range(A.shape[1])]
+        table = lambda idx: np.asarray(A[:, idx])  # noqa: E731
     elif suffix in (".csv", ".tsv", ".txt"):
-        sep = "\t" if suffix == ".tsv" else ","
-        wanted = cols
-        if weight_column is not None and cols is not None:
-            wanted = cols + [weight_column]
-        try:
-            X, names, (all_names, rows) = _read_csv(path, sep, wanted)
-        except UnicodeDecodeError:
-            raise CLIError(f"{path}: not a text file") from None
-        if weight_column is not None:
-            if weight_column not in names:  # all columns were taken: pick it out
-                raise CLIError(f"{path}: no column {weight_column!r}")
-            j = names.index(weight_column)
-            weights = X[:, j].copy()
-            X = np.delete(X, j, axis=1)
+        names, rows = _read_csv_table(path, "\t" if suffix == ".tsv" else ",")
+
+        def table(idx):
+            bad = [names[j] for j in idx if not all(_is_number(r[j]) for r in rows)]
+            if bad:
+                raise CLIError(f"{path}: non-numeric column(s) {', '.join(bad)}; choose "
+                               "numeric ones with --columns")
+            return np.array([[float(r[j]) for j in idx] for r in rows], dtype=np.float64)
     elif suffix == ".parquet":
         try:
             import pandas as pd
@@ -118,19 +118,32 @@ def load_data(path, columns=None, weight_column=None):
         except ImportError:
             raise CLIError("reading .parquet needs pandas and pyarrow "
                            "(pip install 'fastgmm[cli]')") from None
-        if weight_column is not None:
-            weights = frame.pop(weight_column).to_numpy(dtype=np.float64)
-        if cols is not None:
-            frame = frame[cols]
-        bad = [c for c in frame.columns if not np.issubdtype(frame[c].dtype, np.number)]
-        if bad:
-            raise CLIError(f"{path}: non-numeric column(s) {', '.join(map(str, bad))}; "
-                           "choose numeric ones with --columns")
-        X = frame.to_numpy(dtype=np.float64)
+        except Exception as e:  # noqa: BLE001 - any unreadable file
+            raise CLIError(f"{path}: not a readable .parquet file ({type(e).__name__})") \
+                from None
+        names = [str(c) for c in frame.columns]
+
+        def table(idx):
+            bad = [names[j] for j in idx if not np.issubdtype(frame.iloc[:, j].dtype, np.number)]
+            if bad:
+                raise CLIError(f"{path}: non-numeric column(s) {', '.join(bad)}; choose "
+                               "numeric ones with --columns")
+            return frame.iloc[:, idx].to_numpy(dtype=np.float64)
     else:
         raise CLIError(f"{path}: unknown format {suffix or '(no suffix)'}; "
                        "fastgmm reads .npy, .csv, .tsv and .parquet")
-    if X.shape[0] == 0 or X.shape[1] == 0:
+    wj = None if weight_column is None else _resolve(path, names, weight_column)
+    if cols is not None:
+        idx = [_resolve(path, names, c) for c in cols]
+        if wj is not None and wj in idx:
+            raise CLIError(f"{path}: column {names[wj]!r} is both a feature and the weights")
+    else:
+        idx = [j for j in range(len(names)) if j != wj]
+    if not idx:
+        raise CLIError(f"{path}: no feature column left")
+    X = table(idx)
+    weights = None if wj is None else np.asarray(table([wj])[:, 0], dtype=np.float64)
+    if X.shape[0] == 0:
         raise CLIError(f"{path}: no data")
     if not np.all(np.isfinite(X)):
         raise CLIError(f"{path}: the data contains NaN or infinity")
@@ -307,8 +320,16 @@ def cmd_plot(args):
         if args.data:
             X, _ = load_data(args.data, args.columns)
             _check_width(model, X, args.data)
-        features = None if args.features is None else [int(f) for f in
-                                                        _split_columns(args.features)]
+        features = None
+        if args.features is not None:
+            try:
+                features = [int(f) for f in _split_columns(args.features)]
+            except ValueError:
+                features = []
+            d = model.n_features_in_
+            if len(features) != 2 or not all(0 <= f < d for f in features):
+                raise CLIError(f"--features takes two indices in 0..{d - 1}; got "
+                               f"{args.features!r}")
         plot.plot_ellipses(model, X, features=features, ax=ax)
     elif kind == "criterion":
         if not hasattr(model, "results_"):
@@ -432,10 +453,14 @@ def main(argv=None):
     except CLIError as e:
         print(f"fastgmm {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError, MemoryError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"fastgmm {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"fastgmm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+        message = str(e).splitlines()[0] if str(e) else ""
+        if isinstance(e, (ValueError, OSError)) and message:
+            print(f"fastgmm {args.command}: error: {message}", file=sys.stderr)
+        else:
+            print(f"fastgmm {args.command}: error: {type(e).__name__}: {message}",
+                  file=sys.stderr)
+        return 2

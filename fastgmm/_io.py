@@ -31,6 +31,7 @@ import numpy as np
 FORMAT = "fastgmm-model"
 FORMAT_VERSION = 1
 HEADER = "fastgmm.json"
+MAX_HEADER = 64 << 20  # bytes
 _SCALAR_DTYPES = {np.dtype(t).str for t in (np.float32, np.float64, np.int32, np.int64)}
 
 
@@ -131,12 +132,14 @@ class _Reader:
     def array(self, i):
         if not isinstance(i, int) or isinstance(i, bool):
             self.fail("an array reference is not an index")
+        name = f"arrays/{i}.npy"
         try:
-            data = self.z.read(f"arrays/{i}.npy")
+            info = self.z.getinfo(name)
         except KeyError:
             self.fail(f"array {i} is missing")
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            self.fail(f"array {i} cannot be read ({e})")
+        if info.compress_type != zipfile.ZIP_STORED:
+            self.fail(f"array {i} is compressed (model files store their members)")
+        data = self.z.read(name)
         try:
             a = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
         except ValueError as e:  # an object array: pickled data, refused
@@ -161,10 +164,16 @@ class _Reader:
             if tag == "float" and x in ("nan", "inf", "-inf"):
                 return float(x)
             if tag == "scalar" and isinstance(x, list) and len(x) == 2 \
-                    and x[0] in _SCALAR_DTYPES:
+                    and isinstance(x[0], str) and x[0] in _SCALAR_DTYPES:
                 value = self.value(x[1])
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    return np.dtype(x[0]).type(value)
+                dtype = np.dtype(x[0])
+                if dtype.kind == "f" and isinstance(value, (int, float)) \
+                        and not isinstance(value, bool):
+                    return dtype.type(value)
+                if dtype.kind == "i" and type(value) is int \
+                        and np.iinfo(dtype).min <= value <= np.iinfo(dtype).max:
+                    return dtype.type(value)
+                self.fail(f"a scalar of dtype {x[0]} holds {str(x[1])[:40]}")
             if tag == "dict" and isinstance(x, dict):
                 return {k: self.value(e) for k, e in x.items()}
             if tag == "model" and isinstance(x, dict):
@@ -204,24 +213,68 @@ class _Reader:
 
 
 def _check_loaded(est, reader):
-    """A fitted model's parameters agree with each other (the checks every
-    prediction runs) and are finite floats."""
-    if hasattr(est, "best_estimator_"):  # GaussianMixtureIC: its winner is checked
+    """A fitted model is whole and consistent: every fitted parameter present, as
+    float32/float64 arrays of finite values with the shapes every prediction checks,
+    weights a distribution, the Bayesian posterior's counts positive; a
+    GaussianMixtureIC's winner checked in turn. An unfitted model has no fitted
+    attribute at all."""
+    from . import GaussianMixture, GaussianMixtureIC
+
+    fitted = [k for k in vars(est) if k.endswith("_") and not k.startswith("_")]
+    if isinstance(est, GaussianMixtureIC):
+        if not fitted:
+            return
+        best = getattr(est, "best_estimator_", None)
+        if type(best) is not GaussianMixture or not hasattr(best, "means_"):
+            reader.fail("best_estimator_ is not a fitted GaussianMixture")
+        if getattr(est, "n_features_in_", None) != best.n_features_in_:
+            reader.fail("n_features_in_ differs from its best_estimator_'s")
         return
-    if not hasattr(est, "means_"):
-        return  # not fitted
-    n_features = getattr(est, "n_features_in_", None)
-    if not isinstance(n_features, int) or n_features < 1:
-        reader.fail("n_features_in_ is missing or not a positive integer")
+    if not fitted:
+        return
+    required = set(est._parameter_names) | {"weights_", "means_", "covariances_",
+                                             "precisions_", "precisions_cholesky_",
+                                             "n_features_in_", "converged_", "n_iter_",
+                                             "lower_bound_"}
+    missing = sorted(required - set(fitted))
+    if missing:
+        reader.fail(f"a fitted model without {', '.join(missing)}")
+    n_features = est.n_features_in_
+    if type(n_features) is not int or n_features < 1:
+        reader.fail("n_features_in_ is not a positive integer")
+
+    def floats(name, a):
+        arrays = a if isinstance(a, tuple) else (a,)
+        for x in arrays:
+            if not isinstance(x, (np.ndarray, np.floating)) or x.dtype not in (
+                    np.float32, np.float64) or not np.all(np.isfinite(x)):
+                reader.fail(f"{name} is not float32/float64 data of finite values")
+
+    for name in required - {"n_features_in_", "converged_", "n_iter_", "lower_bound_"}:
+        floats(name, getattr(est, name))
     try:
-        params = est._check_fitted_params(n_features)
+        est._check_fitted_params(n_features)
     except (ValueError, TypeError, AttributeError) as e:
         reader.fail(f"its fitted parameters are inconsistent ({e})")
-    for name, p in zip(est._parameter_names, params):
-        for a in (p if isinstance(p, tuple) else (p,)):
-            a = np.asarray(a)
-            if a.dtype.kind != "f" or not np.all(np.isfinite(a)):
-                reader.fail(f"{name} is not an array of finite floats")
+    K = est.means_.shape[0]
+    if est.n_components != K:
+        reader.fail(f"n_components={est.n_components} but means_ has {K} rows")
+    pc_shape = np.shape(est.precisions_cholesky_)
+    for name in ("covariances_", "precisions_"):
+        if np.shape(getattr(est, name)) != pc_shape:
+            reader.fail(f"{name} has shape {np.shape(getattr(est, name))}, "
+                        f"expected {pc_shape}")
+    w = est.weights_
+    if np.any(w < 0) or abs(float(np.sum(w)) - 1.0) > 1e-3:
+        reader.fail("weights_ is not a distribution")
+    if hasattr(est, "degrees_of_freedom_"):
+        for name in ("mean_precision_", "weight_concentration_"):
+            floats(name, getattr(est, name))
+        if np.any(np.asarray(est.degrees_of_freedom_) <= n_features - 1) or np.any(
+                est.mean_precision_ <= 0) or any(np.any(np.asarray(a) <= 0) for a in (
+                est.weight_concentration_ if isinstance(est.weight_concentration_, tuple)
+                else (est.weight_concentration_,))):
+            reader.fail("the posterior's counts are not positive")
 
 
 def load(path):
@@ -230,7 +283,7 @@ def load(path):
     unknown format version, crafted); nothing in a file is executed."""
     try:
         z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except Exception as e:  # noqa: BLE001 - whatever a crafted archive provokes
         if isinstance(e, FileNotFoundError):
             raise
         raise ValueError(f"{path!s} is not a valid fastgmm model file: not a model archive "
@@ -238,15 +291,30 @@ def load(path):
     with z:
         reader = _Reader(z, path)
         try:
-            header = json.loads(z.read(HEADER).decode("utf-8"))
-        except KeyError:
-            reader.fail(f"no {HEADER} header")
-        except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError,
-                json.JSONDecodeError) as e:
-            reader.fail(f"the header cannot be read ({e})")
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            reader.fail("the header does not name the fastgmm-model format")
-        if header.get("format_version") != FORMAT_VERSION:
-            reader.fail(f"format version {header.get('format_version')!r} is not one this "
-                        f"fastgmm reads ({FORMAT_VERSION})")
-        return reader.model(header.get("model"))
+            return _read(z, reader)
+        except ValueError as e:
+            if "not a valid fastgmm model file" in str(e):
+                raise
+            reader.fail(f"{type(e).__name__}: {str(e)[:200]}")
+        except Exception as e:  # noqa: BLE001 - whatever a crafted file provokes
+            reader.fail(f"{type(e).__name__}: {str(e)[:200]}")
+
+
+def _read(z, reader):
+    try:
+        info = z.getinfo(HEADER)
+    except KeyError:
+        reader.fail(f"no {HEADER} header")
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size > MAX_HEADER:
+        reader.fail("the header is compressed or too large")
+    try:
+        header = json.loads(z.read(HEADER).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        reader.fail(f"the header cannot be read ({e})")
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        reader.fail("the header does not name the fastgmm-model format")
+    version = header.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        reader.fail(f"format version {version!r} is not one this fastgmm reads "
+                    f"({FORMAT_VERSION})")
+    return reader.model(header.get("model"))

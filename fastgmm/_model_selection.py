@@ -141,9 +141,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         Xv = probe._validate_X(X, reset=True)
         n, d = Xv.shape
         check_n_samples(n, self.max_components)
-        self.n_features_in_ = probe.n_features_in_
-        if hasattr(probe, "feature_names_in_"):
-            self.feature_names_in_ = probe.feature_names_in_
+        names = getattr(probe, "feature_names_in_", None)
         sw = check_sample_weight(sample_weight, n)
         engine = probe._engine(Xv, sw)
 
@@ -153,9 +151,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         for ct in types:
             for k in range(self.min_components, self.max_components + 1):
                 est = self._candidate(k, ct, seed)
-                est.n_features_in_ = self.n_features_in_
-                if hasattr(self, "feature_names_in_"):
-                    est.feature_names_in_ = self.feature_names_in_
+                est.n_features_in_ = d
+                if names is not None:
+                    est.feature_names_in_ = names
                 t0 = time.perf_counter()
                 values = dict(bic=math.nan, aic=math.nan, icl=math.nan,
                               lower_bound=math.nan, n_iter=0, converged=False)
@@ -190,6 +188,12 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
             "n_iter": np.asarray(rows["n_iter"], dtype=np.int64),
             "converged": np.asarray(rows["converged"], dtype=bool),
         }
+        # every fitted attribute set together, at the end: a failed fit leaves none
+        for attr in ("n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(attr, None)
+        self.n_features_in_ = d
+        if names is not None:
+            self.feature_names_in_ = names
         self.best_estimator_ = best
         self.n_components_ = best.n_components
         self.covariance_type_ = best.covariance_type

@@ -293,3 +293,20 @@ def test_partial_fit_stream_switches_surplus_components_off():
     assert np.sort(online.weights_)[:3].sum() < 0.01
     assert online.score(test) == pytest.approx(batch.score(test), rel=0.01)
     assert online.n_iter_ == 2000
+
+
+def test_warm_start_keeps_the_fitted_components_whatever_n_components_says():
+    """As GaussianMixture: a warm start continues the fitted model (its K), and the
+    'tied' degrees of freedom count its components (they counted n_components)."""
+    X = _blobs(n=400, d=2, centers=2, seed=14)
+    kw = dict(covariance_type="tied", warm_start=True, random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = BayesianGaussianMixture(n_components=2, **kw).fit(X)
+        again = clone(est)
+        _copy = {k: v for k, v in vars(est).items() if k.endswith("_")}
+        again.__dict__.update(_copy)
+        again.fit(X)  # the same continuation with n_components unchanged
+        est.set_params(n_components=5).fit(X)
+    assert est.means_.shape == (2, 2)
+    assert est.degrees_of_freedom_ == pytest.approx(again.degrees_of_freedom_, rel=1e-12)

@@ -35,6 +35,11 @@ def files(tmp_path_factory):
     np.save(d / "nan.npy", Xn)
     np.save(d / "wide.npy", make_data(n=100, d=5, K=2, seed=1))
     (d / "x.json").write_text("{}")
+    np.save(d / "complex.npy", X.astype(complex))
+    (d / "empty.npy").write_bytes(b"")
+    # a byte-order mark and a trailing separator on every line, no header
+    (d / "bom.csv").write_text("\ufeff" + "".join(f"{a},{b},{c},\n" for a, b, c in X),
+                               encoding="utf-8")
     return d, X, frame
 
 
@@ -111,6 +116,11 @@ def test_weights_parquet_and_dtype(files):
     (("predict", "x.fgmm", "wide.npy"), "5 columns; the model was fitted on 3"),
     (("predict", "x.npy", "x.npy"), "not a valid fastgmm model file"),
     (("score", "nothing.fgmm", "x.npy"), "no such file"),
+    (("fit", "x.npy", "-k", "2", "--sample-weight", "7"), "no column '7'"),
+    (("fit", "x.parquet", "-k", "2", "--columns", "a,zz"), "no column 'zz'"),
+    (("fit", "complex.npy", "-k", "2"), "dtype complex128"),
+    (("fit", "empty.npy", "-k", "2"), "not a readable .npy file"),
+    (("plot", "x.fgmm", "x.npy", "-o", "p.png", "--features", "0,9"), "--features"),
 ])
 def test_bad_input_is_one_line_and_status_2(files, args, message):
     d = files[0]
@@ -120,6 +130,19 @@ def test_bad_input_is_one_line_and_status_2(files, args, message):
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert message in out.stderr
+
+
+def test_awkward_but_valid_files(files):
+    d, X, frame = files
+    out = run("fit", "bom.csv", "-k", "2", "-o", "bom.fgmm", "--quiet", cwd=d)
+    assert out.returncode == 0, out.stderr
+    assert f"on {X.shape[0]} x 3" in out.stdout  # no row taken for a header
+    # the weights' column by its index, counted from the end; features by index
+    out = run("fit", "x.parquet", "-k", "2", "--columns", "0,1,2", "--sample-weight", "-1",
+              "-o", "pw.fgmm", "--quiet", cwd=d)
+    assert out.returncode == 0, out.stderr
+    gm = fastgmm.GaussianMixture(2, random_state=0).fit(X, sample_weight=frame["w"].to_numpy())
+    np.testing.assert_array_equal(fastgmm.load(d / "pw.fgmm").means_, gm.means_)
 
 
 def test_plots_are_written(files):

@@ -127,7 +127,10 @@ def _set(path, value):
     "truncated", "not a zip", "another program's zip", "no header", "bad json",
     "unknown version", "foreign class", "class path", "pickle inside", "object array tag",
     "inconsistent shapes", "unknown parameter", "invalid parameter", "bad attribute name",
-    "nan parameters", "missing array", "unknown tag",
+    "nan parameters", "missing array", "unknown tag", "scalar overflow", "scalar dtype list",
+    "scalar nan int", "huge integer", "deep json", "compressed member", "version true",
+    "missing fitted attribute", "list for an array", "n_components mismatch",
+    "negative weights", "long double", "covariances shape",
 ])
 def test_bad_files_are_refused_with_a_value_error(tmp_path, case, capfd):
     X = make_data(n=300, d=3, K=2, seed=1)
@@ -174,6 +177,43 @@ def test_bad_files_are_refused_with_a_value_error(tmp_path, case, capfd):
         _tamper(good, bad, _set(["model", "attributes", "means_"], {"array": 999}))
     elif case == "unknown tag":
         _tamper(good, bad, _set(["model", "attributes", "means_"], {"eval": "1+1"}))
+    elif case == "scalar overflow":
+        _tamper(good, bad, _set(["model", "attributes", "n_iter_"], {"scalar": ["<i4", 2**40]}))
+    elif case == "scalar dtype list":
+        _tamper(good, bad, _set(["model", "attributes", "n_iter_"], {"scalar": [[1], 1.0]}))
+    elif case == "scalar nan int":
+        _tamper(good, bad, _set(["model", "attributes", "n_iter_"],
+                                {"scalar": ["<i8", {"float": "nan"}]}))
+    elif case == "huge integer":
+        _tamper(good, bad, replace={"fastgmm.json": json.dumps(header).replace(
+            '"format_version": 1', '"format_version": ' + "9" * 5000).encode()})
+    elif case == "deep json":
+        _tamper(good, bad, replace={"fastgmm.json": b"[" * 100_000 + b"]" * 100_000})
+    elif case == "compressed member":
+        with zipfile.ZipFile(good) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        with zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for n, b in members.items():
+                z.writestr(n, b)
+    elif case == "version true":
+        _tamper(good, bad, _set(["format_version"], True))
+    elif case == "missing fitted attribute":
+        def drop(h):
+            del h["model"]["attributes"]["weights_"]
+        _tamper(good, bad, drop)
+    elif case == "list for an array":
+        _tamper(good, bad, _set(["model", "attributes", "means_"], [[0.0, 0.0, 0.0]] * 2))
+    elif case == "n_components mismatch":
+        _tamper(good, bad, _set(["model", "params", "n_components"], 1))
+    elif case == "negative weights":
+        w_ref = header["model"]["attributes"]["weights_"]["array"]
+        _tamper(good, bad, replace={f"arrays/{w_ref}.npy": _npy(np.array([-0.5, 1.5]))})
+    elif case == "long double":
+        _tamper(good, bad, replace={f"arrays/{means_ref}.npy": _npy(
+            np.zeros((2, 3), dtype=np.longdouble))})
+    elif case == "covariances shape":
+        c_ref = header["model"]["attributes"]["covariances_"]["array"]
+        _tamper(good, bad, replace={f"arrays/{c_ref}.npy": _npy(np.ones(1))})
     with pytest.raises(ValueError, match="not a valid fastgmm model file"):
         fastgmm.load(bad)
     assert "EXECUTED" not in capfd.readouterr().out
@@ -185,6 +225,17 @@ def test_a_pickle_file_is_refused_without_running_it(tmp_path, capfd):
     with pytest.raises(ValueError, match="not a valid fastgmm model file"):
         fastgmm.load(path)
     assert "EXECUTED" not in capfd.readouterr().out
+
+
+def test_a_crafted_search_result_is_refused(tmp_path):
+    X = make_data(n=300, d=2, K=2, seed=2)
+    good, bad = tmp_path / "ic.fgmm", tmp_path / "bad.fgmm"
+    fastgmm.save(GaussianMixtureIC(max_components=2, random_state=0).fit(X), good)
+    for value in (5, None, [1], {"model": {"class": "GaussianMixture", "params": {},
+                                           "attributes": {}}}):
+        _tamper(good, bad, _set(["model", "attributes", "best_estimator_"], value))
+        with pytest.raises(ValueError, match="not a valid fastgmm model file"):
+            fastgmm.load(bad)
 
 
 def test_missing_file_and_foreign_estimator():

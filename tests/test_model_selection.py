@@ -68,3 +68,13 @@ def test_k1_and_bad_parameters():
         GaussianMixtureIC(max_components=400).fit(X)
     with pytest.raises(NotFittedError):
         GaussianMixtureIC().predict(X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_failed_sweep_leaves_no_fitted_attribute():
+    ic = GaussianMixtureIC(max_components=2, reg_covar=0.0)
+    with pytest.raises(ValueError):
+        ic.fit(np.ones((10, 3)))
+    assert not [k for k in vars(ic) if k.endswith("_")]
+    with pytest.raises(NotFittedError):
+        ic.predict(np.ones((2, 3)))
