@@ -245,3 +245,17 @@ def test_missing_file_and_foreign_estimator():
 
     with pytest.raises(TypeError, match="saves fastgmm's estimators"):
         fastgmm.save(SkGaussianMixture(), io.BytesIO())
+
+
+def test_dask_estimators_round_trip(tmp_path):
+    da = pytest.importorskip("dask.array")
+    import fastgmm.dask
+
+    X = make_data(n=2000, d=2, K=2, seed=3)
+    for cls in (fastgmm.dask.GaussianMixture, fastgmm.dask.BayesianGaussianMixture):
+        kw = dict(n_components=2, random_state=0)
+        m = cls(**kw).fit(da.from_array(X, chunks=500))
+        fastgmm.save(m, tmp_path / "d.fgmm")
+        back = fastgmm.load(tmp_path / "d.fgmm")
+        assert type(back) is cls and back.init_sample_size == m.init_sample_size
+        np.testing.assert_array_equal(back.predict(X), m.predict(X))
