@@ -67,19 +67,19 @@ def threads_for(n_jobs, n_chunk, work):
 
 
 # --------------------------------------------------------------- the workers
-# A pass hands each worker its task and waits for it. Waking a sleeping thread
-# costs some 25-50 us on a virtual machine (the futex wake of a halted vCPU),
-# which is the whole time of a small pass, so a worker spins (without the GIL,
-# in ``_signal_and_spin``) for a while after each task before it sleeps, as
-# OpenMP's and TBB's workers do, and the caller spins while it waits for a
-# worker to start and to finish. Two threads that both want the GIL within a
-# few microseconds make one of them sleep, so each side hands over only once
-# the other has left Python: the caller lingers a few microseconds after its
-# worker started (the worker's way from Python into its kernel), and a worker
-# says it is done from inside its next spin.
+# A pass's tasks are claimed one at a time by the caller and the workers it woke,
+# so a worker that gets no CPU (a busy machine) leaves its share to the others
+# instead of holding the pass up. Waking a sleeping thread costs some 25-50 us on
+# a virtual machine (the futex wake of a halted vCPU), the whole time of a small
+# pass, so a worker spins (without the GIL, in ``_signal_and_spin``) for a while
+# after each job before it sleeps, as OpenMP's and TBB's workers do, and the
+# caller spins while it waits for the tasks workers claimed. Two threads that
+# both want the GIL within a few microseconds make one of them sleep, so the
+# caller lingers a few microseconds after its worker started (the worker's way
+# from Python into its kernel).
 
 POST, STARTED, IDLE = 0, 8, 16  # a worker's state words, a cache line apart
-SPIN_US, START_US, LINGER_US = 200.0, 30.0, 6.0
+SPIN_US, START_US, LINGER_US = 200.0, 10.0, 6.0
 
 
 @intrinsic
@@ -144,45 +144,37 @@ def _looks(us):
 
 class _Worker:
     """One pool thread: its state words (read and written without the GIL), its
-    job, and a condition for the sleeps on either side."""
+    job, and a condition for its sleep. It puts itself back among the idle
+    workers when its job returns."""
 
     def __init__(self):
         self.state = np.zeros(IDLE + 1, dtype=np.int64)
         self.cond = threading.Condition(threading.Lock())
         self.job = None
-        self.error = None
-        self.posted = 0  # jobs handed to it (the caller's count)
-        self.finished = 0  # jobs it finished
+        self.posted = 0  # jobs handed to it
         self.sleeping = False  # the worker sleeps on cond
-        self.caller_sleeping = False  # its caller sleeps on cond
         threading.Thread(target=self._loop, name="fastgmm", daemon=True).start()
 
     def _loop(self):
         st, spins, seq = self.state, _looks(SPIN_US), 0
         while True:
             seq += 1
-            # "finished seq - 1" (IDLE) said from outside the GIL, then wait for job seq
+            # "idle after job seq - 1" said from outside the GIL, then wait for job seq
             if not _signal_and_spin(st, IDLE, seq - 1, POST, seq, spins, 0):
                 with self.cond:
                     self.sleeping = True
                     while st[POST] < seq:
                         self.cond.wait()
                     self.sleeping = False
-            task, t, T = self.job
-            self.job = None
+            job, self.job = self.job, None
             st[STARTED] = seq
-            try:
-                task(t, T)
-            except BaseException as e:  # noqa: BLE001 - the caller raises it
-                self.error = e
-            del task
-            self.finished = seq
-            if self.caller_sleeping:
-                with self.cond:
-                    self.cond.notify_all()
+            job()  # never raises: a call's part records its tasks' errors
+            del job
+            with _lock:
+                _idle.append(self)
 
-    def post(self, task, t, T):
-        self.job = (task, t, T)
+    def post(self, job):
+        self.job = job
         self.posted += 1
         seq = self.posted
         if self.sleeping:
@@ -194,25 +186,14 @@ class _Worker:
             with self.cond:  # it fell asleep meanwhile, or has no CPU yet
                 self.cond.notify_all()
 
-    def wait(self):
-        """Wait for the last job; its error (None if it succeeded)."""
-        seq = self.posted
-        if not _signal_and_spin(self.state, -1, 0, IDLE, seq, _looks(SPIN_US), 0):
-            with self.cond:
-                self.caller_sleeping = True
-                while self.finished < seq:
-                    self.cond.wait()
-                self.caller_sleeping = False
-        error, self.error = self.error, None
-        return error
-
 
 _idle = []  # workers no call holds (under _lock)
 
 
 def _claim(n):
-    """n workers for one call: idle ones, new ones where too few are idle (several
-    Python threads may run passes at once)."""
+    """Up to n idle workers for one call, new ones where fewer are idle (several
+    Python threads may run passes at once; a worker a call no longer needs may
+    still be on its way back)."""
     with _lock:
         got = _idle[len(_idle) - n:] if n <= len(_idle) else list(_idle)
         del _idle[len(_idle) - len(got):]
@@ -222,28 +203,47 @@ def _claim(n):
 
 
 def run(task, n_threads):
-    """task(t, n_threads) for t in range(n_threads): t = 0 in the calling thread,
-    the others on pool workers. Waits for all that started, then raises the first
-    error (the tasks write into the caller's buffers: none may outlive the call)."""
+    """task(t, n_threads) for t in range(n_threads), each exactly once, by the
+    calling thread and n_threads - 1 pool workers, each of which claims the next
+    task left until none is (so a worker that gets no CPU on a busy machine leaves
+    its task to the others: at worst the caller runs them all). Returns once every
+    task has finished, then raises the error of the first task that failed (the
+    tasks write into the caller's buffers: none may outlive the call)."""
     if n_threads <= 1:
         task(0, 1)
         return
-    workers, posted, error = _claim(n_threads - 1), [], None
-    try:
-        for t, worker in enumerate(workers, start=1):
-            worker.post(task, t, n_threads)
-            posted.append(worker)
-        task(0, n_threads)
-    except BaseException as e:  # noqa: BLE001 - re-raised once the others are done
-        error = e
-    finally:
-        for worker in posted:
-            failed = worker.wait()  # every one, even after an error
-            error = error or failed
-        with _lock:
-            _idle.extend(posted)
-    if error is not None:
-        raise error
+    claims = itertools.count()  # next() on it is atomic under the GIL
+    finished = np.zeros(1, dtype=np.int64)  # tasks done, read without the GIL
+    count_lock = threading.Lock()
+    done = threading.Condition(threading.Lock())
+    caller_sleeping = [False]
+    errors = []
+
+    def part():
+        for t in iter(claims.__next__, None):
+            if t >= n_threads:
+                return
+            try:
+                task(t, n_threads)
+            except BaseException as e:  # noqa: BLE001 - raised by the caller
+                errors.append((t, e))
+            with count_lock:
+                finished[0] += 1
+            if caller_sleeping[0]:
+                with done:
+                    done.notify_all()
+
+    for worker in _claim(n_threads - 1):
+        worker.post(part)
+    part()
+    if not _signal_and_spin(finished, -1, 0, 0, n_threads, _looks(SPIN_US), 0):
+        with done:
+            caller_sleeping[0] = True
+            while finished[0] < n_threads:
+                done.wait()
+            caller_sleeping[0] = False
+    if errors:
+        raise min(errors, key=lambda te: te[0])[1]
 
 
 def run_chunks(kernel_call, n_chunk, n_blocks, n_threads):

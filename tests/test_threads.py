@@ -253,27 +253,57 @@ def _within(seconds, fn):
 
 
 def test_sleeping_workers_wake_and_slow_workers_are_waited_for():
-    """A worker spins a while after its task, then sleeps; the next call must wake
+    """A worker spins a while after its job, then sleeps; the next call must wake
     it. A caller whose worker runs long stops spinning and sleeps; the worker's end
     must wake it. Both slow paths, with every task's result seen."""
     import time
 
     def one_pass(slow):
         seen = np.zeros(3, dtype=np.int64)
+        ran_on_worker = []
+        main = threading.get_ident()  # the caller (_within runs this in a thread)
 
         def task(t, T):
-            if slow and t == 2:
-                time.sleep(0.02)  # far beyond the caller's spin
+            if slow:
+                if threading.get_ident() == main:
+                    time.sleep(0.002)  # let the workers claim the other tasks
+                else:
+                    ran_on_worker.append(t)
+                    time.sleep(0.02)  # far beyond the caller's spin
             seen[t] = 1
 
         _pool.run(task, 3)
-        return seen
+        return seen, ran_on_worker
 
-    assert _within(10, lambda: one_pass(False)).all()
+    assert _within(10, lambda: one_pass(False))[0].all()
     time.sleep(0.05)  # far beyond the workers' spin: they sleep now
     with _pool._lock:
         idle = list(_pool._idle)
     assert len(idle) >= 2 and all(w.sleeping for w in idle)
-    assert _within(10, lambda: one_pass(False)).all()
-    assert _within(10, lambda: one_pass(True)).all()
-    assert _within(10, lambda: one_pass(False)).all()
+    assert _within(10, lambda: one_pass(False))[0].all()
+    seen, on_worker = _within(10, lambda: one_pass(True))
+    assert seen.all() and on_worker  # a worker ran a slow task: the caller slept
+    assert _within(10, lambda: one_pass(False))[0].all()
+
+
+def test_a_worker_without_cpu_leaves_its_task_to_the_caller(monkeypatch):
+    """Tasks are claimed, not assigned: a worker that never gets to run (no CPU on a
+    busy machine; here a worker whose job is never started) leaves its share to
+    the caller, which runs every task itself instead of waiting."""
+    ran, caller = [], []
+
+    class Stalled:
+        def post(self, job):
+            pass  # never runs it
+
+    monkeypatch.setattr(_pool, "_claim", lambda n: [Stalled() for _ in range(n)])
+
+    def task(t, T):
+        ran.append((t, threading.get_ident() == caller[0]))
+
+    def call():
+        caller.append(threading.get_ident())
+        _pool.run(task, 3)
+
+    _within(10, call)
+    assert sorted(ran) == [(0, True), (1, True), (2, True)]
