@@ -4,7 +4,8 @@ No pickle, and nothing executed on load. A model file is a zip archive (stored,
 not compressed) holding
 
 - ``fastgmm.json``: the header, ``{"format": "fastgmm-model", "format_version": 1,
-  "fastgmm_version": ..., "model": {...}}``, where a model is ``{"class": one of
+  "fastgmm_version": ..., "dtype": the fitted model's float dtype (null if not fitted),
+  "model": {...}}``, where a model is ``{"class": one of
   CLASSES, "params": {...}, "attributes": {...}}``;
 - ``arrays/<n>.npy``: the arrays, in NumPy's ``.npy`` format, read back with
   ``allow_pickle=False`` (an object array cannot be read).
@@ -106,8 +107,11 @@ def save(estimator, path):
     """Save a fastgmm estimator (fitted or not) to ``path`` as a model file
     (see the module docstring): no pickle, readable by :func:`load` only."""
     writer = _Writer()
+    fitted = getattr(estimator, "best_estimator_", estimator)
+    dtype = str(fitted.means_.dtype) if hasattr(fitted, "means_") else None
     header = {"format": FORMAT, "format_version": FORMAT_VERSION,
-              "fastgmm_version": _version(), "model": writer.model(estimator)}
+              "fastgmm_version": _version(), "dtype": dtype,
+              "model": writer.model(estimator)}
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
         z.writestr(HEADER, json.dumps(header, indent=1))
         for i, a in enumerate(writer.arrays):

@@ -167,8 +167,7 @@ class _Worker:
                         self.cond.wait()
                     self.sleeping = False
             job, self.job = self.job, None
-            st[STARTED] = seq
-            job()  # never raises: a call's part records its tasks' errors
+            job(st, seq)  # never raises: a call's part records its tasks' errors
             del job
             with _lock:
                 _idle.append(self)
@@ -219,8 +218,11 @@ def run(task, n_threads):
     caller_sleeping = [False]
     errors = []
 
-    def part():
+    def part(state=None, seq=0):
         for t in iter(claims.__next__, None):
+            if state is not None:  # a worker: "started" once it holds a task (or none)
+                state[STARTED] = seq
+                state = None
             if t >= n_threads:
                 return
             try:
@@ -235,7 +237,7 @@ def run(task, n_threads):
 
     for worker in _claim(n_threads - 1):
         worker.post(part)
-    part()
+    part()  # the caller's own claims
     if not _signal_and_spin(finished, -1, 0, 0, n_threads, _looks(SPIN_US), 0):
         with done:
             caller_sleeping[0] = True

@@ -38,6 +38,10 @@ def test_round_trip_predicts_bitwise_in_a_fresh_process(tmp_path):
     np.save(tmp_path / "X.npy", X)
     for i, m in enumerate(models):
         fastgmm.save(m, tmp_path / f"m{i}.fgmm")
+        with zipfile.ZipFile(tmp_path / f"m{i}.fgmm") as z:
+            header = json.loads(z.read("fastgmm.json"))
+        assert header["dtype"] == str(getattr(m, "best_estimator_", m).means_.dtype)
+        assert header["fastgmm_version"] == fastgmm.__version__
         np.save(tmp_path / f"expected{i}.npy",
                 np.column_stack([m.score_samples(X), m.predict(X), m.predict_proba(X)]))
     script = textwrap.dedent(f"""
