@@ -163,14 +163,15 @@ def _write_output(path, array):
 
 
 # ------------------------------------------------------------- progress
-def _notice_first_compile(quiet):
-    """A line before the first compilation (no cached kernel next to the package
-    or in NUMBA_CACHE_DIR)."""
+def _notice_first_compile(quiet, kernel="_accumulate._build_stats_chunks"):
+    """A line before the first compilation: no cached copy of the command's main
+    kernel (the fit's statistics pass, or the prediction pass) next to the package
+    or in NUMBA_CACHE_DIR."""
     if quiet:
         return
     cache = os.environ.get("NUMBA_CACHE_DIR")
     where = Path(cache) if cache else Path(__file__).resolve().parent / "__pycache__"
-    cached = where.exists() and any(where.rglob("_accumulate*.nbi"))
+    cached = where.exists() and any(where.rglob(f"{kernel}*.nbi"))
     if not cached:
         print("fastgmm: compiling kernels on first use (about 10 s on 2 cores; cached "
               "afterwards)", file=sys.stderr, flush=True)
@@ -275,7 +276,7 @@ def cmd_predict(args):
     model = _load_model(args.model)
     X, _ = load_data(args.data, args.columns)
     _check_width(model, X, args.data)
-    _notice_first_compile(args.quiet)
+    _notice_first_compile(args.quiet, "_estep._build_log_prob_blocks")
     out = model.predict_proba(X) if args.proba else model.predict(X)
     if args.output:
         _write_output(args.output, out)
@@ -291,7 +292,7 @@ def cmd_score(args):
     model = _load_model(args.model)
     X, w = load_data(args.data, args.columns, args.sample_weight)
     _check_width(model, X, args.data)
-    _notice_first_compile(args.quiet)
+    _notice_first_compile(args.quiet, "_estep._build_log_prob_blocks")
     print(f"mean log-likelihood {model.score(X, sample_weight=w):.6f}")
     if hasattr(model, "bic"):
         print(f"BIC {model.bic(X):.6f}")

@@ -156,3 +156,52 @@ def test_plots_are_written(files):
         out = run("plot", *args, cwd=d)
         assert out.returncode == 0, out.stderr
         assert (d / args[-1]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_progress_on_a_terminal_and_quiet_otherwise(files):
+    """A range prints each candidate on stderr when stderr is a terminal, nothing
+    with --quiet or when it is not one."""
+    d = files[0]
+    master, slave = os.openpty()
+    try:
+        out = subprocess.run([sys.executable, "-m", "fastgmm", "fit", "x.npy", "-k", "1-3",
+                              "-o", "tty.fgmm"], cwd=d, stdout=subprocess.PIPE,
+                             stderr=slave, text=True, timeout=300,
+                             env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        os.close(slave)
+        slave = None
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal's other end closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    terminal = b"".join(chunks).decode()
+    assert out.returncode == 0
+    assert terminal.count("GaussianMixtureIC: n_components=") == 3
+    piped = run("fit", "x.npy", "-k", "1-3", "-o", "pipe.fgmm", cwd=d)
+    assert "GaussianMixtureIC: n_components=" not in piped.stderr
+
+
+def test_first_compilation_is_announced(files, tmp_path):
+    d = files[0]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    run("fit", "x.csv", "-k", "3", "--columns", "a,b,c", "--quiet", cwd=d)  # x.fgmm
+    cold = subprocess.run([sys.executable, "-m", "fastgmm", "score", "x.fgmm", "x.npy"],
+                          cwd=d, capture_output=True, text=True, env=env, timeout=300)
+    assert cold.returncode == 0, cold.stderr
+    assert "compiling kernels on first use" in cold.stderr
+    warm = subprocess.run([sys.executable, "-m", "fastgmm", "score", "x.fgmm", "x.npy"],
+                          cwd=d, capture_output=True, text=True, env=env, timeout=300)
+    assert "compiling" not in warm.stderr
+    quiet = subprocess.run([sys.executable, "-m", "fastgmm", "score", "x.fgmm", "x.npy",
+                            "--quiet"], cwd=d, capture_output=True, text=True,
+                           env=dict(env, NUMBA_CACHE_DIR=str(tmp_path / "other")), timeout=300)
+    assert quiet.returncode == 0 and "compiling" not in quiet.stderr
