@@ -28,7 +28,6 @@ from ._mstep import (
     estimate_gaussian_parameters,
     estep_params,
 )
-from ._stats import sym_upper
 from ._validation import _check_precision_matrix, _check_precision_positivity, _check_shape
 
 
@@ -65,52 +64,32 @@ def data_moments(engine, need_scatter, ct):
     if not need_scatter:
         return mean, None
     st = moments(mean)
-    s1, n = st.s1[0], st.nk[0]
-    if ct == FULL:
-        scatter = sym_upper(st.s2[0]) - np.outer(s1, s1) / n
-    elif ct == TIED:  # the pooled scatter about gshift, the mean here
-        e = st.s2[0, d]
-        scatter = sym_upper(st.s2[0, :d]) - np.outer(e, e) / n
-    else:
-        scatter = st.s2[0, 0] - s1 * s1 / n
-    return mean + s1 / n, scatter
+    dm = st.s1 / st.nk[0]  # ~0: the residual of the first pass's rounding
+    scatter = st.scatter(dm, engine.wsum)  # about the mean (one component)
+    return st.shift[0] + dm[0], scatter if ct == TIED else scatter[0]
 
 
-def resp_entropy(stats, ep):
+def resp_entropy(stats, ep, wsum):
     """sum_i w_i sum_k r_ik log r_ik of the pass that made ``stats`` at ``ep``.
 
     log r_ik = log p(x_i, k) - log p(x_i), and the kernels' log p(x_i, k) is
     c_k - 1/2 (x_i - m_k)^T P_k (x_i - m_k): so the sum is
-    sum_k [r_k c_k - 1/2 tr(P_k S_k)] - ll, where r_k and S_k = sum_i w_i r_ik
-    (x_i - m_k)(x_i - m_k)^T come from the statistics (about their shifts, moved
-    to m_k exactly) and ll = sum_i w_i log p(x_i) is their log-likelihood."""
+    sum_k [r_k c_k - 1/2 tr(P_k S_k)] - ll, where r_k and the scatter S_k about m_k
+    come from the statistics (``Stats.scatter``) and ll = sum_i w_i log p(x_i) is
+    their log-likelihood."""
     means, pc, aux, log_det, log_w = ep
     ct = ep.ct
-    K, d = means.shape
+    d = means.shape[1]
     rk = stats.nk
     c = log_w + log_det - 0.5 * d * LOG_2PI
     with np.errstate(invalid="ignore"):
         first = np.where(rk > 0, rk * c, 0.0)  # an empty component adds nothing
-    delta = stats.shift - means  # (K, d): each mean from its statistics' shift
-    s1 = stats.s1
+    S = stats.scatter(means - stats.shift, wsum)
     if ct == FULL:
-        S = sym_upper(stats.s2)
-        cross = s1[:, :, None] * delta[:, None, :]
-        S = S + cross + np.swapaxes(cross, 1, 2) + rk[:, None, None] * (
-            delta[:, :, None] * delta[:, None, :])
-        P = np.matmul(pc, np.swapaxes(pc, 1, 2))
-        quad = np.einsum("kij,kij->k", P, S)
-    elif ct == TIED:
-        g = stats.gshift
-        S_tot = sym_upper(stats.s2[0, :d])  # sum_i w_i (x_i - g)(x_i - g)^T
-        t = s1 + rk[:, None] * (stats.shift - g)  # sum_i w_i r_ik (x_i - g)
-        a = means - g
-        cross = t.T @ a
-        S = S_tot - cross - cross.T + (rk[:, None] * a).T @ a
-        P = pc[0] @ pc[0].T
-        quad = np.array([np.sum(P * S)])
+        quad = np.einsum("kij,kij->k", np.matmul(pc, np.swapaxes(pc, 1, 2)), S)
+    elif ct == TIED:  # the pooled scatter, one precision
+        quad = np.sum((pc[0] @ pc[0].T) * S)
     else:  # 'diag', 'spherical': aux is the precision factor per feature
-        S = stats.s2[:, 0, :] + 2 * s1 * delta + rk[:, None] * delta * delta
         quad = np.sum(aux * aux * S, axis=1)
     return float(np.sum(first) - 0.5 * np.sum(quad) - stats.ll)
 
@@ -366,7 +345,7 @@ class BayesianGaussianMixture(BaseMixture):
         else:
             log_norm_weight = _log_dirichlet_norm(np.asarray(wc, dtype=np.float64))
         return np.float64(
-            -resp_entropy(stats, ep) - log_wishart - log_norm_weight
+            -resp_entropy(stats, ep, wsum) - log_wishart - log_norm_weight
             - 0.5 * d * np.sum(np.log(np.asarray(mean_precision, dtype=np.float64))))
 
     def _online_scale(self, seen):

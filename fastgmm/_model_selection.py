@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -213,7 +212,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         p = est._n_parameters()
         bic = -2 * score * n + p * math.log(n)
         aic = -2 * score * n + 2 * p
-        entropy = -resp_entropy(stats, ep) * (n / engine.wsum)
+        entropy = -resp_entropy(stats, ep, engine.wsum) * (n / engine.wsum)
         return dict(bic=bic, aic=aic, icl=bic + 2 * entropy, lower_bound=float(est.lower_bound_),
                     n_iter=est.n_iter_, converged=bool(est.converged_))
 

@@ -15,7 +15,6 @@ from scipy import linalg
 
 from ._estep import DIAG, FULL, SPHERICAL, TIED
 from ._numba import jit
-from ._stats import sym_upper
 
 ILL_DEFINED = (
     "Fitting the mixture model failed because some components have "
@@ -37,47 +36,24 @@ def estimate_gaussian_parameters(stats, reg_covar, eps, wsum):
     responsibility-weighted scatter about the *new* means, plus ``reg_covar``
     on the diagonal.
     """
-    ct, shift, gshift = stats.ct, stats.shift, stats.gshift
+    ct, shift = stats.ct, stats.shift
     rsum = stats.nk
     nk = rsum + 10 * eps
     dm = stats.s1 / nk[:, None]  # new mean - shift
     means = shift + dm
+    # about the new means; the 'tied' sum without the 10 * eps of nk: the 10 * eps
+    # times (m_k - c)^2 of a weightless component far from c used to be subtracted
+    # (a covariance below reg_covar, or negative)
+    S = stats.scatter(dm, wsum)
     if ct == FULL:
-        s2 = sym_upper(stats.s2)
-        cross = stats.s1[:, :, None] * dm[:, None, :]
-        cov = (s2 - cross - np.swapaxes(cross, 1, 2)
-               + rsum[:, None, None] * dm[:, :, None] * dm[:, None, :]) / nk[:, None, None]
+        cov = S / nk[:, None, None]
         d = cov.shape[1]
         cov[:, np.arange(d), np.arange(d)] += reg_covar
     elif ct == TIED:
-        # scikit-learn: (X^T X - sum_k nk m_k m_k^T) / sum(nk), X^T X over all rows.
-        # In coordinates shifted by c = gshift, with S2 = sum_i w_i (x_i - c)(x_i - c)^T,
-        # e = sum_i w_i (x_i - c), n = sum_i w_i, m'_k = m_k - c and each component's
-        # first moment e_k = sum_i w_i r_ik (x_i - c):
-        #   = S2 - sum_k (e_k m'_k^T + m'_k e_k^T - r_k m'_k m'_k^T)
-        #     + c (e - sum_k e_k)^T + (e - sum_k e_k) c^T + (n - sum_k r_k) c c^T
-        # where r_k = sum_i w_i r_ik, without the 10 * eps of nk: where every row's
-        # responsibilities sum to 1 (EM, k-means labels, 'random') the first line is
-        # the scatter of each row about its component's mean, >= 0 whatever the means
-        # (the 10 * eps times (m_k - c)^2 of a weightless component far from c used to
-        # be subtracted: a covariance below reg_covar, or negative). The last three
-        # terms matter for 'random_from_data' and 'k-means++' starts, where
-        # scikit-learn's formula is applied as it is.
-        d = shift.shape[1]
-        s2 = sym_upper(stats.s2[0, :d])
-        e = stats.s2[0, d]
-        c = means - gshift
-        ek = stats.s1 + rsum[:, None] * (shift - gshift)
-        cross = ek.T @ c
-        cov = s2 - cross - cross.T + (rsum[:, None] * c).T @ c
-        de = e - ek.sum(axis=0)
-        cov += np.outer(gshift, de) + np.outer(de, gshift)
-        cov += (wsum - rsum.sum()) * np.outer(gshift, gshift)
-        cov /= nk.sum()
+        cov = S / nk.sum()
         cov[np.diag_indices_from(cov)] += reg_covar
     else:
-        s2 = stats.s2[:, 0, :]
-        cov = (s2 - 2 * stats.s1 * dm + rsum[:, None] * dm * dm) / nk[:, None] + reg_covar
+        cov = S / nk[:, None] + reg_covar
         if ct == SPHERICAL:
             cov = cov.mean(axis=1)
     return nk, means, cov

@@ -203,7 +203,7 @@ def test_entropy_from_statistics_equals_sum_r_log_r(covariance_type, d):
     R = engine.log_prob(ep, "resp")
     with np.errstate(divide="ignore", invalid="ignore"):
         direct = np.sum(w[:, None] * np.where(R > 0, R * np.log(R), 0.0))
-    assert resp_entropy(engine.stats(ep), ep) == pytest.approx(direct, rel=1e-9, abs=1e-8)
+    assert resp_entropy(engine.stats(ep), ep, engine.wsum) == pytest.approx(direct, rel=1e-9, abs=1e-8)
 
 
 # ------------------------------------------------------ beyond scikit-learn
