@@ -377,11 +377,17 @@ class InformationCriteriaMixin:
 
     def bic(self, X):
         """Bayesian information criterion for the current model on the input X."""
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+        return information_criteria(self.score(X), X.shape[0], self._n_parameters())[0]
 
     def aic(self, X):
         """Akaike information criterion for the current model on the input X."""
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return information_criteria(self.score(X), X.shape[0], self._n_parameters())[1]
+
+
+def information_criteria(score, n_samples, n_parameters):
+    """scikit-learn's BIC and AIC from the mean log-likelihood ``score``."""
+    return (-2 * score * n_samples + n_parameters * math.log(n_samples),
+            -2 * score * n_samples + 2 * n_parameters)
 
 
 def _random_resp(random_state, n_samples, K, dtype):

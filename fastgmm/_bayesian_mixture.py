@@ -25,8 +25,10 @@ from ._estep import COV_CODES, DIAG, FULL, LOG_2PI, SPHERICAL, TIED
 from ._mstep import (
     compute_log_det_cholesky,
     compute_precision_cholesky,
+    covariance_shape,
     estimate_gaussian_parameters,
     estep_params,
+    precisions_from_cholesky,
 )
 from ._validation import _check_precision_matrix, _check_precision_positivity, _check_shape
 
@@ -363,18 +365,12 @@ class BayesianGaussianMixture(BaseMixture):
          self.degrees_of_freedom_, self.covariances_, self.precisions_cholesky_) = params
         dtype = self.precisions_cholesky_.dtype
         self.weights_ = np.asarray(self._weights(self.weight_concentration_), dtype=dtype)
-        pc = self.precisions_cholesky_
-        if self.covariance_type == "full":
-            self.precisions_ = np.matmul(pc, np.swapaxes(pc, 1, 2))
-        elif self.covariance_type == "tied":
-            self.precisions_ = pc @ pc.T
-        else:
-            self.precisions_ = pc**2
+        self.precisions_ = precisions_from_cholesky(
+            self.precisions_cholesky_, self.covariance_type).astype(dtype, copy=False)
 
     def _expected_shapes(self, n_components, n_features):
-        K, d = n_components, n_features
-        ct = self.covariance_type
-        pc = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[ct]
+        K, ct = n_components, self.covariance_type
+        pc = covariance_shape(ct, K, n_features)
         wc = (2, K) if self.weight_concentration_prior_type == "dirichlet_process" else (K,)
         return {"weight_concentration_": wc, "mean_precision_": (K,),
                 "degrees_of_freedom_": () if ct == "tied" else (K,),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-COV_TYPES = ("full", "tied", "diag", "spherical")
+from ._model_selection import COV_TYPES
 
 
 class CLIError(Exception):

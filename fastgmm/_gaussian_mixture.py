@@ -11,6 +11,7 @@ from ._estep import COV_CODES
 from ._mstep import (
     compute_precision_cholesky,
     compute_precision_cholesky_from_precisions,
+    covariance_shape,
     covariances_from_precisions,
     estimate_gaussian_parameters,
     estep_params,
@@ -161,9 +162,8 @@ class GaussianMixture(InformationCriteriaMixin, BaseMixture):
         ).astype(self.precisions_cholesky_.dtype, copy=False)
 
     def _expected_shapes(self, n_components, n_features):
-        K, d = n_components, n_features
-        pc = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}
-        return {"weights_": (K,), "precisions_cholesky_": pc[self.covariance_type]}
+        return {"weights_": (n_components,), "precisions_cholesky_": covariance_shape(
+            self.covariance_type, n_components, n_features)}
 
     def _n_parameters(self):
         return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])

@@ -24,11 +24,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._bayesian_mixture import resp_entropy
-from ._base import check_n_samples
+from ._estep import COV_CODES
+from ._base import check_n_samples, information_criteria
 from ._gaussian_mixture import GaussianMixture
 from ._validation import check_sample_weight
 
-COV_TYPES = ("full", "tied", "diag", "spherical")
+COV_TYPES = tuple(COV_CODES)  # full, tied, diag, spherical
 
 
 def _cov_types(covariance_type):
@@ -210,8 +211,7 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         # score(X) is the mean log-likelihood in the work dtype, as scikit-learn's
         score = float(engine.dtype.type(stats.ll / engine.wsum))
         p = est._n_parameters()
-        bic = -2 * score * n + p * math.log(n)
-        aic = -2 * score * n + 2 * p
+        bic, aic = information_criteria(score, n, p)
         entropy = -resp_entropy(stats, ep, engine.wsum) * (n / engine.wsum)
         return dict(bic=bic, aic=aic, icl=bic + 2 * entropy, lower_bound=float(est.lower_bound_),
                     n_iter=est.n_iter_, converged=bool(est.converged_))

@@ -191,6 +191,13 @@ def estep_params(weights, means, prec_chol, ct, log_w=None, log_det_offset=None)
     return EStep(ct, means, pc, aux, log_det, log_w, gshift)
 
 
+def covariance_shape(covariance_type, n_components, n_features):
+    """The shape of covariances_, precisions_ and precisions_cholesky_."""
+    K, d = n_components, n_features
+    return {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[
+        covariance_type]
+
+
 def n_parameters(covariance_type, n_components, n_features):
     if covariance_type == "full":
         cov_params = n_components * n_features * (n_features + 1) / 2.0
