@@ -72,6 +72,29 @@ def _readonly(X):
     return v
 
 
+def _on_device(X):
+    """Whether X is a GPU array (``__cuda_array_interface__``: CuPy, PyTorch CUDA
+    tensors, Numba device arrays); numba.cuda is imported only then."""
+    if hasattr(X, "__cuda_array_interface__"):
+        return True
+    # Numba's device arrays (the simulator's have no __cuda_array_interface__)
+    return type(X).__module__.startswith("numba.cuda") and hasattr(X, "copy_to_host")
+
+
+def _check_cuda():
+    """device='cuda' needs numba-cuda and a GPU: a clear error otherwise."""
+    try:
+        from ._cuda import available
+    except ImportError as exc:
+        raise ImportError(
+            "device='cuda' needs the numba-cuda package: pip install 'fastgmm[cuda]'"
+        ) from exc
+    if not available():
+        raise RuntimeError(
+            "device='cuda' was asked for, but Numba finds no CUDA GPU (numba.cuda."
+            "is_available() is False); use device='cpu'.")
+
+
 def check_n_samples(n_samples, n_components):
     if n_samples < n_components:
         raise ValueError(
@@ -86,11 +109,28 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------ engines
     def _engine(self, X, sample_weight):
+        """The CPU engine, or the CUDA engine (``_cuda``) where X lives on a GPU or
+        the model's ``device`` is 'cuda'."""
+        if _on_device(X) or getattr(self, "device", "cpu") == "cuda":
+            from ._cuda import CUDAEngine
+
+            return CUDAEngine(X, sample_weight, self.n_jobs)
         return CPUEngine(X, sample_weight, self.n_jobs)
 
     def _validate_X(self, X, reset):
         """scikit-learn's validation; a read-only view of X, never a full copy of a
         memmap or a non-C-contiguous / integer array (see ``_streamable``)."""
+        if _on_device(X):  # checked where it lives: no copy to the host
+            from ._cuda import check_device_X
+
+            n_features = None if reset else getattr(self, "n_features_in_", None)
+            Xd = check_device_X(X, self, n_features, ensure_min_samples=2 if reset else 1)
+            if reset:
+                self.n_features_in_ = Xd.shape[1]
+                self.__dict__.pop("feature_names_in_", None)
+            return Xd
+        if getattr(self, "device", "cpu") == "cuda":
+            _check_cuda()
         if _streamable(X):
             Xv = np.asarray(X)  # a memmap's buffer, as an ndarray: no copy
             # n_features_in_ / feature-name checks, on two rows

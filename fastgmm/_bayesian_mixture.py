@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import betaln, digamma, gammaln
 from sklearn.mixture import BayesianGaussianMixture as _SkBayesianGaussianMixture
 from sklearn.utils import check_array
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixture
 from ._estep import COV_CODES, DIAG, FULL, LOG_2PI, SPHERICAL, TIED
@@ -146,6 +146,7 @@ class BayesianGaussianMixture(BaseMixture):
             Interval(Integral, None, -1, closed="right"),
             Interval(Integral, 1, None, closed="left"),
         ],
+        "device": [StrOptions({"cpu", "cuda"})],
     }
 
     _relative_weights = False  # the priors weigh against the weights' sum
@@ -156,7 +157,7 @@ class BayesianGaussianMixture(BaseMixture):
                  weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
                  degrees_of_freedom_prior=None, covariance_prior=None, random_state=None,
                  warm_start=False, verbose=0, verbose_interval=10, learning_decay=0.6,
-                 learning_offset=2.0, total_samples=None, n_jobs=None):
+                 learning_offset=2.0, total_samples=None, n_jobs=None, device="cpu"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -178,6 +179,7 @@ class BayesianGaussianMixture(BaseMixture):
         self.learning_offset = learning_offset
         self.total_samples = total_samples
         self.n_jobs = n_jobs
+        self.device = device
 
     # --------------------------------------------------------------- priors
     def _check_parameters(self, X, engine=None):

@@ -4,7 +4,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixture, InformationCriteriaMixin
 from ._estep import COV_CODES
@@ -62,13 +62,14 @@ class GaussianMixture(InformationCriteriaMixin, BaseMixture):
             Interval(Integral, None, -1, closed="right"),
             Interval(Integral, 1, None, closed="left"),
         ],
+        "device": [StrOptions({"cpu", "cuda"})],
     }
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
                  verbose=0, verbose_interval=10, learning_decay=0.6, learning_offset=2.0,
-                 n_jobs=None):
+                 n_jobs=None, device="cpu"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -86,6 +87,7 @@ class GaussianMixture(InformationCriteriaMixin, BaseMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.n_jobs = n_jobs
+        self.device = device
 
     # --------------------------------------------------------------- hooks
     def _check_parameters(self, X, engine=None):

@@ -1,3 +1,9 @@
+import os
+
+# The CUDA engine's tests (test_cuda.py) run on Numba's CUDA simulator unless told
+# otherwise: NUMBA_ENABLE_CUDASIM=0 on a machine with a GPU. Set before Numba loads.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 import numpy as np
 import pytest
 

@@ -43,7 +43,7 @@ def test_constructor_matches_sklearn():
     assert list(ours)[: len(theirs)] == list(theirs)
     for name, p in theirs.items():
         assert ours[name].default == p.default and ours[name].kind == p.kind, name
-    assert list(ours)[len(theirs):] == ["learning_decay", "learning_offset", "n_jobs"]
+    assert list(ours)[len(theirs):] == ["learning_decay", "learning_offset", "n_jobs", "device"]
 
 
 def test_clone_and_params_roundtrip():

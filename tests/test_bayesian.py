@@ -137,7 +137,7 @@ def test_not_fitted_and_constructor_as_sklearn():
     for name, p in theirs.items():
         assert ours[name].default == p.default and ours[name].kind == p.kind, name
     assert list(ours)[len(theirs):] == ["learning_decay", "learning_offset",
-                                        "total_samples", "n_jobs"]
+                                        "total_samples", "n_jobs", "device"]
     assert not hasattr(BayesianGaussianMixture(), "bic")  # as scikit-learn's
 
 

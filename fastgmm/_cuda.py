@@ -1,0 +1,617 @@
+"""The CUDA engine: the driver's passes on an NVIDIA GPU (``numba-cuda``).
+
+``CUDAEngine`` answers the same questions as ``_engine.CPUEngine`` (the driver
+cannot tell them apart): the statistics of an EM pass, of given labels or
+responsibilities, row-wise outputs, and the k-means / k-means++ starts. Data
+given on the device (a CuPy array, a PyTorch CUDA tensor, a Numba device array:
+anything with ``__cuda_array_interface__``) is read where it is; host data is
+copied to the device once per call. Per pass only the O(K d^2) statistics come
+back to the host, where the M-step runs as on the CPU.
+
+Results do not depend on the GPU or the launch (``_cuda_kernels``: fixed tiles,
+fixed trees). They agree with the CPU engine's to rounding: both add in float64,
+in different orders.
+
+The k-means start draws from ``random_state`` as scikit-learn's ``KMeans`` /
+``kmeans_plusplus`` do (the same calls, the same order), with float64 distances
+``|x - c|^2`` for float32 data too (the CPU engine follows scikit-learn's float32
+arithmetic bit for bit; here a draw that lands within rounding of a boundary
+between two rows can pick the other one).
+
+This module imports ``numba.cuda``; only ``_base._engine`` imports it, when a
+model's ``device`` is 'cuda' or X lives on a GPU.
+"""
+
+import functools
+import warnings
+
+import numpy as np
+from numba import cuda
+from numba.core.errors import NumbaPerformanceWarning
+
+try:  # numba-cuda's own class (0.2x+); Numba's for the simulator and older versions
+    from numba.cuda.core.errors import NumbaPerformanceWarning as _CudaPerformanceWarning
+except ImportError:
+    _CudaPerformanceWarning = NumbaPerformanceWarning
+from sklearn.exceptions import ConvergenceWarning
+
+from . import _cuda_kernels as kern
+from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP
+from ._engine import OUTPUTS, CPUEngine
+from ._estep import FULL, OUT_LABEL, OUT_LSE, OUT_RESP, SPHERICAL, TIED
+from ._kmeans import LLOYD_MAX_ITER, LLOYD_TOL, first_center
+from ._stats import Stats, s2_shape
+
+CHUNK_BYTES = 256 << 20  # the (K, chunk) responsibilities of a launch at most
+# From this many features, the EM pass runs as cuBLAS matrix products through CuPy
+# (where CuPy is installed): ``_gemm_stats``. None: never.
+GEMM_MIN_D = 16
+GEMM_CHUNK_BYTES = 512 << 20  # the largest temporary of a GEMM pass at most
+GEMM_SLAB = 4096  # rows of one product of a batch that sums over rows (``tall_tn``)
+
+
+def _cupy():
+    """CuPy, where it is installed and a real GPU runs (not the simulator)."""
+    if kern.SIMULATOR:
+        return None
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy
+_ACCUM_MODE = {MODE_EM: kern.A_EM, MODE_RESP: kern.A_RESP, MODE_LABELS: kern.A_LABELS}
+_LOG_MODE = {OUT_LSE: kern.M_LSE, OUT_LABEL: kern.M_LABEL, OUT_RESP: kern.M_RESP}
+
+
+def _quiet(method):
+    """Numba's advice on small grids (NumbaPerformanceWarning: 'Grid size N will
+    likely result in GPU under-utilization') is not for fastgmm's users: a small
+    data set runs a small grid. Silenced inside the engine's calls only."""
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            warnings.simplefilter("ignore", _CudaPerformanceWarning)
+            return method(*args, **kwargs)
+    return call
+
+
+def _numba_device_array(X):
+    """A Numba device array (the simulator's has no ``__cuda_array_interface__``)."""
+    return type(X).__module__.startswith("numba.cuda") and hasattr(X, "copy_to_host")
+
+
+def is_device_array(X):
+    """Whether X lives on a CUDA device (CuPy, PyTorch, Numba, ...)."""
+    return _numba_device_array(X) or hasattr(X, "__cuda_array_interface__")
+
+
+def available():
+    """Whether a CUDA device (or Numba's simulator) can be used."""
+    try:
+        return bool(cuda.is_available())
+    except Exception:  # a driver that cannot be loaded
+        return False
+
+
+def as_device(X):
+    """A Numba view of a device array (no copy)."""
+    return X if _numba_device_array(X) else cuda.as_cuda_array(X)
+
+
+@_quiet
+def check_device_X(X, estimator, n_features=None, ensure_min_samples=1):
+    """scikit-learn's checks of ``check_array`` on a device array, without a copy to
+    the host: 2-D, float32 / float64, finite, enough rows, scikit-learn's messages;
+    returns the Numba view."""
+    name = type(estimator).__name__
+    Xd = as_device(X)
+    if Xd.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {Xd.ndim}D array instead:\narray on a CUDA device."
+            "\nReshape your data either "
+            "using array.reshape(-1, 1) if your data has a single feature or "
+            "array.reshape(1, -1) if it contains a single sample.")
+    if Xd.dtype not in (np.float32, np.float64):
+        raise ValueError(
+            f"fastgmm's CUDA engine reads float32 or float64 device arrays; X has dtype "
+            f"{Xd.dtype}. Convert it on its device first (X.astype('float32')).")
+    n, d = Xd.shape
+    if n < ensure_min_samples:
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={Xd.shape}) while a minimum of "
+            f"{ensure_min_samples} is required by {name}.")
+    if d < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={Xd.shape}) while a minimum of 1 is "
+            f"required by {name}.")
+    if n_features is not None and d != n_features:
+        raise ValueError(
+            f"X has {d} features, but {name} is expecting {n_features} features as "
+            "input.")
+    flags = cuda.to_device(np.zeros(2, dtype=np.int32))
+    kern.all_finite[_grid(n), kern.NT](Xd, flags)
+    nan, inf = flags.copy_to_host()
+    if nan:
+        raise ValueError("Input X contains NaN.")
+    if inf:
+        raise ValueError(
+            f"Input X contains infinity or a value too large for dtype('{Xd.dtype}').")
+    return Xd
+
+
+def _grid(n):
+    return max(1, -(-n // kern.NT))
+
+
+def _tiles(n):
+    return max(1, -(-n // kern.TILE))
+
+
+def _entry_tables(ct, D):
+    """The accumulation's entry tables: (a, b) pairs whose products w r f_a f_b are
+    summed (index D is the constant 1). Table 0 for each component, table 1 for
+    the 'tied' pooled block. Returns EA, EB (2, E), counts (2,)."""
+    moments = [(D, D)] + [(a, D) for a in range(D)]
+    upper = [(a, b) for a in range(D) for b in range(a, D)]
+    if ct == FULL:
+        t0, t1 = moments + upper, []
+    elif ct == TIED:
+        t0, t1 = moments, upper + [(a, D) for a in range(D)]
+    else:  # diag, spherical: the squares
+        t0, t1 = moments + [(a, a) for a in range(D)], []
+    E = max(len(t0), len(t1))
+    EA = np.full((2, E), D, dtype=np.int64)
+    EB = np.full((2, E), D, dtype=np.int64)
+    for ti, tab in enumerate((t0, t1)):
+        for e, (a, b) in enumerate(tab):
+            EA[ti, e], EB[ti, e] = a, b
+    return EA, EB, np.array([len(t0), len(t1)], dtype=np.int64)
+
+
+def tall_tn(xp, A, B, slab=None):
+    """A^T B for tall A (m, p), B (m, q): a batched product over slabs of ``slab``
+    rows, the (p, q) slab products added in slab order. cuBLAS (through CuPy) runs
+    one long product A^T B with a small output on a few multiprocessors: measured on
+    an H200, 1M x 64 rows into a (64, 64) output took most of a 32 ms pass. The
+    slabs are a constant of the code, so the sums do not depend on the device."""
+    slab = GEMM_SLAB if slab is None else slab
+    m = A.shape[0]
+    s = m // slab
+    out = None
+    if s > 1:
+        a = A[:s * slab].reshape(s, slab, A.shape[1])
+        b = B[:s * slab].reshape(s, slab, B.shape[1])
+        out = xp.sum(xp.matmul(a.transpose(0, 2, 1), b), axis=0)
+    done = s * slab if s > 1 else 0
+    if done < m:
+        rest = A[done:].T @ B[done:]
+        out = rest if out is None else out + rest
+    return out
+
+
+def tall_sum(xp, A, slab=None):
+    """The column sums of tall A (m, p) (or the sum of a vector), slab by slab then
+    over the slabs, in a fixed order. CuPy reduces a long column in one block:
+    measured on an H200, the sums over 262k-row chunks took 25 of a 32 ms pass."""
+    slab = GEMM_SLAB if slab is None else slab
+    vec = A.ndim == 1
+    A = A.reshape(-1, 1) if vec else A
+    m = A.shape[0]
+    s = m // slab
+    out = None
+    if s > 1:
+        out = xp.sum(xp.sum(A[:s * slab].reshape(s, slab, A.shape[1]), axis=1), axis=0)
+    done = s * slab if s > 1 else 0
+    if done < m:
+        rest = xp.sum(A[done:], axis=0)
+        out = rest if out is None else out + rest
+    return out[0] if vec else out
+
+
+def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
+    """The EM pass as matrix products in the array namespace ``xp`` (CuPy:
+    cuBLAS; NumPy in the tests), float64 whatever X's dtype, chunk by chunk,
+    about the common shift g = ep.gshift:
+    'full': Y = (X - g) [U_1 .. U_K] for every component in one product, the
+    second moments as (X - g)^T [r_1 (X - g) .. r_K (X - g)]; 'diag' /
+    'spherical': the distances and moments as products with the (K, d)
+    precisions; 'tied': Y = (X - g) U, the distances as products with the
+    shifted means' images, the pooled scatter one product."""
+    cp = xp
+    ct = ep.ct
+    n, d = X.shape
+    means, pc, aux, log_det, log_w = ep
+    K = means.shape[0]
+    g = np.asarray(ep.gshift, dtype=np.float64)
+    mg = means - g
+    c0_const = cp.asarray(log_w + log_det - 0.5 * d * kern.LOG_2PI)
+    if ct == FULL:
+        Ucat = cp.asarray(np.ascontiguousarray(np.concatenate(list(pc), axis=1)))
+        bcat = cp.asarray(np.einsum("ka,kab->kb", mg, pc).reshape(-1))
+        per_row = K * d * 2
+    elif ct == TIED:
+        U = cp.asarray(pc[0])
+        A = cp.asarray(mg @ pc[0])  # (K, d)
+        per_row = 3 * d + 2 * K
+    else:
+        P = cp.asarray(aux * aux)  # (K, d) precisions
+        mP = cp.asarray(mg * aux * aux)
+        cst = cp.asarray(np.sum(mg * mg * aux * aux, axis=1))
+        per_row = 2 * d + 2 * K
+    chunk_bytes = GEMM_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    chunk = int(max(1, min(n, chunk_bytes // (8 * per_row))))
+    g_d = cp.asarray(g)
+    nk = cp.zeros(K)
+    s1 = cp.zeros((K, d))
+    s2 = cp.zeros(s2_shape(ct, K, d))
+    ll = 0.0
+    for r0 in range(0, n, chunk):
+        Xc = X[r0:r0 + chunk].astype(cp.float64) - g_d
+        if ct == FULL:
+            Y = Xc @ Ucat
+            Y -= bcat
+            maha = cp.sum((Y * Y).reshape(-1, K, d), axis=2)
+            del Y
+        elif ct == TIED:
+            Y = Xc @ U
+            maha = cp.sum(Y * Y, axis=1)[:, None] - 2.0 * (Y @ A.T) + cp.sum(A * A, axis=1)
+            del Y
+        else:
+            maha = (Xc * Xc) @ P.T - 2.0 * (Xc @ mP.T) + cst
+        LP = c0_const - 0.5 * maha
+        mx = cp.max(LP, axis=1, keepdims=True)
+        lse = mx + cp.log(cp.sum(cp.exp(LP - mx), axis=1, keepdims=True))
+        R = cp.exp(LP - lse)
+        if w is not None:
+            wc = w[r0:r0 + chunk, None]
+            R *= wc
+            ll += float(tall_sum(cp, cp.where(wc > 0, wc * lse, 0.0).ravel(), slab))
+        else:
+            ll += float(tall_sum(cp, lse.ravel(), slab))
+        nk += tall_sum(cp, R, slab)
+        s1 += tall_tn(cp, R, Xc, slab)
+        if ct == FULL:
+            Z = (R[:, :, None] * Xc[:, None, :]).reshape(-1, K * d)
+            s2 += tall_tn(cp, Xc, Z, slab).reshape(d, K, d).transpose(1, 0, 2)
+            del Z
+        elif ct == TIED:
+            Xw = Xc if w is None else Xc * wc
+            s2[0, :d] += tall_tn(cp, Xw, Xc, slab)
+            s2[0, d] += tall_sum(cp, Xw, slab)
+        else:
+            s2[:, 0, :] += tall_tn(cp, R, Xc * Xc, slab)
+    shift = np.array(np.broadcast_to(g, (K, d)))
+    return Stats(ct, to_host(nk), to_host(s1), to_host(s2), ll, shift, g.copy())
+
+
+class CUDAEngine(CPUEngine):
+    """One call's data on the GPU: X (a device array, or host rows copied once),
+    the weights (None: unit weights). ``n_jobs`` is accepted and unused."""
+
+    @_quiet
+    def __init__(self, X, sample_weight=None, n_jobs=None):
+        if is_device_array(X):
+            self.Xd = as_device(X)
+        else:
+            X = np.asarray(X)
+            dtype = np.float32 if X.dtype == np.float32 else np.float64
+            self.Xd = cuda.device_array(X.shape, dtype=dtype)
+            step = max(1, (64 << 20) // max(1, X.shape[1] * 8))
+            for s in range(0, X.shape[0], step):  # memmaps and odd layouts, piece by piece
+                self.Xd[s:s + step].copy_to_device(
+                    np.ascontiguousarray(X[s:s + step], dtype=dtype))
+        self.X = self.Xd
+        self.n_samples, self.n_features = self.Xd.shape
+        self.sample_weight = sample_weight
+        self.dtype = np.dtype(self.Xd.dtype)
+        self.eps = float(np.finfo(self.dtype).eps)
+        self.n_jobs = n_jobs
+        if sample_weight is None:
+            self.wd = cuda.device_array(0, dtype=np.float64)
+            self.wsum = float(self.n_samples)
+        else:
+            w64 = np.ascontiguousarray(sample_weight, dtype=np.float64)
+            self.wd = cuda.to_device(w64)
+            self.wsum = float(np.sum(sample_weight))
+        self._tables = {}
+
+    def _chunk(self, K):
+        """Rows of one launch: a multiple of the tile, its (K, chunk) buffer at most
+        CHUNK_BYTES (the chunking never changes a result)."""
+        tiles = max(1, CHUNK_BYTES // (8 * max(K, 1) * kern.TILE))
+        return tiles * kern.TILE
+
+    def _table(self, ct):
+        D = self.n_features
+        if ct not in self._tables:
+            EA, EB, ne = _entry_tables(ct, D)
+            ept = -(-EA.shape[1] // kern.NT)
+            self._tables[ct] = (cuda.to_device(EA), cuda.to_device(EB), cuda.to_device(ne),
+                                EA.shape[1], ept)
+        return self._tables[ct]
+
+    # ------------------------------------------------------------ one pass
+    def _shift(self, ct, means, gshift):
+        return np.array(means, dtype=np.float64, order="C")
+
+    def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None):
+        """Statistics of rows [rows) (all by default) about shift / gshift; ``R``
+        (rows, K) host responsibilities of those rows; ``labels`` n labels (host or
+        device; K or more: none)."""
+        D = self.n_features
+        K = shift.shape[0]
+        row0, row1 = (0, self.n_samples) if rows is None else rows
+        nrows = row1 - row0
+        EA, EB, ne, E, ept = self._table(ct)
+        Kc = K + 1 if ct == TIED else K
+        pooled_k = K if ct == TIED else -1
+        ntiles = _tiles(nrows)
+        partial = cuda.device_array((ntiles, Kc, E), dtype=np.float64)
+        shift_d = cuda.to_device(np.ascontiguousarray(shift, dtype=np.float64))
+        gshift_d = cuda.to_device(np.ascontiguousarray(gshift, dtype=np.float64))
+        acc = kern.accum(D, ept)
+        empty_R = cuda.device_array((K, 0), dtype=np.float64)
+        lab_d = cuda.device_array(0, dtype=np.int32)
+        if labels is not None:
+            lab_d = labels if _numba_device_array(labels) else cuda.to_device(
+                np.ascontiguousarray(labels).astype(np.int32))
+        ll_tiles = None
+        if mode == MODE_EM:
+            ll_tiles = cuda.device_array(ntiles, dtype=np.float64)
+            means, pc, aux, log_det, log_w = (cuda.to_device(np.ascontiguousarray(a))
+                                              for a in ep)
+            estep = kern.estep(ct, D)
+            chunk = self._chunk(K)
+            LP = cuda.device_array((K, min(chunk, nrows)), dtype=np.float64)
+            lse = cuda.device_array(min(chunk, nrows), dtype=np.float64)
+            dummy_lab = cuda.device_array(0, dtype=np.int32)
+            for c0 in range(0, nrows, chunk):
+                m = min(chunk, nrows - c0)
+                estep[_grid(m), kern.NT](self.Xd, row0 + c0, m, self.wd, means, pc, aux,
+                                         log_det, log_w, kern.M_EM, LP, lse, dummy_lab)
+                t0 = c0 // kern.TILE
+                acc[(_tiles(m), Kc), kern.NT](self.Xd, row0 + c0, m, self.wd, LP, lab_d,
+                                               kern.A_EM, shift_d, gshift_d, EA, EB, ne,
+                                               pooled_k, partial, t0)
+                kern.tile_sums[_tiles(m), kern.NT](lse, m, ll_tiles, t0)
+        else:
+            Rd = empty_R
+            if mode == MODE_RESP:
+                Rd = cuda.to_device(np.ascontiguousarray(np.asarray(R, dtype=np.float64).T))
+            acc[(ntiles, Kc), kern.NT](self.Xd, row0, nrows, self.wd, Rd, lab_d,
+                                        _ACCUM_MODE[mode], shift_d, gshift_d, EA, EB, ne,
+                                        pooled_k, partial, 0)
+        out = cuda.device_array((Kc, E), dtype=np.float64)
+        kern.reduce_tiles[_grid(Kc * E), kern.NT](partial, ntiles, out)
+        tot = out.copy_to_host()
+        ll = float(np.sum(ll_tiles.copy_to_host())) if ll_tiles is not None else 0.0
+        return self._to_stats(ct, tot, ll, shift, gshift, K)
+
+    def _to_stats(self, ct, tot, ll, shift, gshift, K):
+        D = self.n_features
+        nk = tot[:K, 0].copy()
+        s1 = np.ascontiguousarray(tot[:K, 1:D + 1])
+        s2 = np.zeros(s2_shape(ct, K, D))
+        iu = np.triu_indices(D)
+        if ct == FULL:
+            s2[:, iu[0], iu[1]] = tot[:K, D + 1:]
+        elif ct == TIED:
+            nu = len(iu[0])
+            s2[0, iu[0], iu[1]] = tot[K, :nu]
+            s2[0, D] = tot[K, nu:nu + D]
+        else:
+            s2[:, 0, :] = tot[:K, D + 1:2 * D + 1]
+        return Stats(ct, nk, s1, s2, ll, shift, gshift)
+
+    def _use_gemm(self):
+        return (GEMM_MIN_D is not None and self.n_features >= GEMM_MIN_D
+                and _cupy() is not None)
+
+    # ----------------------------------------------------- the driver's API
+    given_stats = _quiet(CPUEngine.given_stats)
+
+    @_quiet
+    def stats(self, ep):
+        """One fused E+M pass at ``ep``: matrix products from GEMM_MIN_D features
+        (where CuPy is there), else the kernels of ``_cuda_kernels``."""
+        if self._use_gemm():
+            cp = _cupy()
+            w = cp.asarray(self.wd) if self.wd.shape[0] else None
+            return gemm_stats(cp, cp.asarray(self.Xd), w, ep, cp.asnumpy)
+        return CPUEngine.stats(self, ep)
+
+    @_quiet
+    def log_prob(self, ep, out):
+        mode = OUTPUTS[out]
+        n, D = self.n_samples, self.n_features
+        K = ep.means.shape[0]
+        means, pc, aux, log_det, log_w = (cuda.to_device(np.ascontiguousarray(a)) for a in ep)
+        estep = kern.estep(ep.ct, D)
+        chunk = self._chunk(K)
+        m0 = min(chunk, n)
+        LP = cuda.device_array((K, m0), dtype=np.float64)
+        lse = cuda.device_array(m0 if mode == OUT_LSE else 0, dtype=np.float64)
+        lab = cuda.device_array(m0 if mode == OUT_LABEL else 0, dtype=np.int32)
+        parts = []
+        for c0 in range(0, n, chunk):
+            m = min(chunk, n - c0)
+            estep[_grid(m), kern.NT](self.Xd, c0, m, self.wd, means, pc, aux, log_det, log_w,
+                                     _LOG_MODE[mode], LP, lse, lab)
+            if mode == OUT_LABEL:
+                parts.append(lab[:m].copy_to_host().astype(np.int64))
+            elif mode == OUT_RESP:
+                parts.append(LP[:, :m].copy_to_host().T)
+            else:
+                parts.append(lse[:m].copy_to_host())
+        res = np.concatenate(parts)
+        return res if mode == OUT_LABEL else res.astype(self.dtype, copy=False)
+
+    @_quiet
+    def rows(self, indices):
+        idx = cuda.to_device(np.ascontiguousarray(indices, dtype=np.int64))
+        out = cuda.device_array((len(indices), self.n_features), dtype=np.float64)
+        kern.gather[(max(1, len(indices)), max(1, -(-self.n_features // 32))), (1, 32)](
+            self.Xd, idx, out)
+        return out.copy_to_host()
+
+    @_quiet
+    def kmeans_labels(self, n_clusters, random_state):
+        """scikit-learn's KMeans(n_init=1) on the device: labels (device int32),
+        centres (float64, host) and rows a cluster (host)."""
+        return _DeviceKMeans(self).fit(n_clusters, random_state)
+
+    @_quiet
+    def kmeans_plusplus(self, n_clusters, random_state):
+        km = _DeviceKMeans(self)
+        idx, _ = km.plusplus(n_clusters, random_state, np.zeros(self.n_features))
+        return idx
+
+
+class _DeviceKMeans:
+    """scikit-learn's greedy k-means++ and Lloyd, host control flow (the same draws
+    in the same order as ``_kmeans`` and scikit-learn), device passes."""
+
+    def __init__(self, engine):
+        self.e = engine
+        self.n, self.d = engine.n_samples, engine.n_features
+        self.ntiles = _tiles(self.n)
+
+    def _mean(self):
+        """X.mean(axis=0) (float64), from the statistics of one 1-component pass."""
+        e = self.e
+        labels = cuda.to_device(np.zeros(self.n, dtype=np.int32))
+        # unit weights: KMeans centres the data on its plain mean
+        saved = e.wd
+        e.wd = cuda.device_array(0, dtype=np.float64)
+        try:
+            st = e._pass(SPHERICAL, MODE_LABELS, None, np.zeros((1, self.d)),
+                         np.zeros(self.d), labels=labels)
+        finally:
+            e.wd = saved
+        return st.s1[0] / self.n
+
+    def plusplus(self, K, random_state, xmean):
+        e, n, d = self.e, self.n, self.d
+        L = 2 + int(np.log(K))
+        if L > kern.LMAX:
+            raise ValueError(f"n_components={K} is too large for the CUDA k-means start")
+        sw = e.sample_weight
+        sw_draw = None if sw is None else np.asarray(sw, dtype=e.dtype)
+        center_id = first_center(random_state, n, sw_draw, e.dtype)
+        indices = np.full(K, -1, dtype=np.int64)
+        indices[0] = center_id
+        xm = cuda.to_device(np.ascontiguousarray(xmean, dtype=np.float64))
+        C = np.zeros((K, d))
+        C[0] = e.rows([center_id])[0] - xmean
+        closest = cuda.device_array(n, dtype=np.float64)
+        kern.km_update[_grid(n), kern.NT](e.Xd, xm, closest, cuda.to_device(C[0]), True)
+        tile_pot = cuda.device_array((self.ntiles, kern.LMAX), dtype=np.float64)
+        kern.km_cands[self.ntiles, kern.NT](e.Xd, xm, e.wd, closest, cuda.to_device(C[:1]), 1,
+                                            True, tile_pot)
+        tot = tile_pot.copy_to_host()[:, 0]
+        current_pot = tot.sum()
+        cand_ids = cuda.device_array(L, dtype=np.int64)
+        for c in range(1, K):
+            rand_vals = random_state.uniform(size=L) * current_pot
+            # the tile where the running sum reaches each value, then the row in it
+            cum = np.cumsum(tot)
+            tiles = np.minimum(np.searchsorted(cum, rand_vals), self.ntiles - 1)
+            bases = np.where(tiles > 0, cum[np.maximum(tiles - 1, 0)], 0.0)
+            kern.km_scan[L, kern.NT](closest, e.wd, cuda.to_device(tiles.astype(np.int64)),
+                                     cuda.to_device(bases), cuda.to_device(rand_vals), cand_ids)
+            candidate_ids = np.minimum(cand_ids.copy_to_host(), n - 1)
+            cands = e.rows(candidate_ids) - xmean
+            kern.km_cands[self.ntiles, kern.NT](e.Xd, xm, e.wd, closest, cuda.to_device(cands),
+                                                L, False, tile_pot)
+            per_tile = tile_pot.copy_to_host()[:, :L]
+            pots = per_tile.sum(axis=0)
+            best = int(np.argmin(pots))
+            current_pot = pots[best]
+            tot = np.ascontiguousarray(per_tile[:, best])
+            indices[c] = candidate_ids[best]
+            C[c] = cands[best]
+            kern.km_update[_grid(n), kern.NT](e.Xd, xm, closest, cuda.to_device(C[c]), False)
+        return indices, C
+
+    def _sums(self, labels, K, xmean, unit=False):
+        """Per cluster: the weighted sums of the centred rows and the weights."""
+        e = self.e
+        saved = e.wd
+        if unit:
+            e.wd = cuda.device_array(0, dtype=np.float64)
+        try:
+            shift = np.repeat(np.asarray(xmean, dtype=np.float64)[None], K, axis=0)
+            st = e._pass(SPHERICAL, MODE_LABELS, None, shift, np.zeros(self.d),
+                         labels=labels)
+        finally:
+            e.wd = saved
+        return st.s1, st.nk
+
+    def fit(self, K, random_state):
+        e, n, d = self.e, self.n, self.d
+        xmean = self._mean()
+        _, centers = self.plusplus(K, random_state, xmean)
+        xm = cuda.to_device(xmean)
+        labels = cuda.device_array(n, dtype=np.int32)
+        changed_t = cuda.device_array(self.ntiles, dtype=np.float64)
+        sq_t = cuda.device_array(self.ntiles, dtype=np.float64)
+        tol = LLOYD_TOL
+        strict = False
+        for it in range(LLOYD_MAX_ITER):
+            kern.km_assign[self.ntiles, kern.NT](e.Xd, xm, cuda.to_device(centers), labels,
+                                                 it == 0, changed_t, sq_t)
+            changed = float(changed_t.copy_to_host().sum())
+            if it == 0:
+                tol = tol * float(sq_t.copy_to_host().sum()) / (n * d)
+            sums, weights = self._sums(labels, K, xmean)
+            self._relocate(centers, sums, weights, labels, xm)
+            new = sums.copy()
+            nz = weights > 0
+            new[nz] /= weights[nz][:, None]
+            shift_tot = float(((new - centers) ** 2).sum())
+            centers = new
+            if changed == 0:
+                strict = True
+                break
+            if shift_tot <= tol:
+                break
+        if not strict:
+            kern.km_assign[self.ntiles, kern.NT](e.Xd, xm, cuda.to_device(centers), labels,
+                                                 False, changed_t, sq_t)
+        _, counts = self._sums(labels, K, xmean, unit=True)
+        counts = np.rint(counts).astype(np.int64)
+        distinct = int(np.count_nonzero(counts))
+        if distinct < K:
+            warnings.warn(
+                "Number of distinct clusters ({}) found smaller than "
+                "n_clusters ({}). Possibly due to duplicate points "
+                "in X.".format(distinct, K),
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return labels, centers + xmean, counts
+
+    def _relocate(self, centers_old, sums, weights, labels, xm):
+        """scikit-learn's ``_relocate_empty_clusters_dense`` (distances on the
+        device, the n distances on the host only when a cluster is empty)."""
+        empty = np.where(weights == 0)[0]
+        if empty.shape[0] == 0:
+            return
+        e, n = self.e, self.n
+        dist = cuda.device_array(n, dtype=np.float64)
+        kern.km_dist_own[_grid(n), kern.NT](e.Xd, xm, cuda.to_device(centers_old), labels, dist)
+        distances = dist.copy_to_host()
+        lab = labels.copy_to_host()
+        far = np.argpartition(distances, -empty.shape[0])[: -empty.shape[0] - 1: -1]
+        sw = e.sample_weight
+        xmean = xm.copy_to_host()
+        for idx in range(empty.shape[0]):
+            new_id, far_idx = empty[idx], far[idx]
+            weight = 1.0 if sw is None else float(sw[far_idx])
+            old_id = lab[far_idx]
+            x = e.rows([far_idx])[0] - xmean
+            sums[old_id] -= x * weight
+            sums[new_id] = x * weight
+            weights[new_id] = weight
+            weights[old_id] -= weight

@@ -1,0 +1,413 @@
+"""The CUDA engine's kernels (Numba's CUDA target, the ``numba-cuda`` package).
+
+Imported only by ``_cuda``; the core package never imports ``numba.cuda``.
+Everything is float64 arithmetic on float32 or float64 rows, as on the CPU.
+
+Determinism: rows are cut into tiles of ``TILE`` rows (relative to the start of
+the rows a launch covers); each block of a statistics launch adds one tile's rows
+in row order into per-thread sums (every statistic has its own thread), or into
+``NT`` per-thread sums reduced in a fixed tree; the tiles' partial sums are then
+added in tile order. ``TILE`` and ``NT`` are constants of the code, not of the
+device, so no result depends on the GPU, its occupancy or the chunking of a pass.
+
+Kernels (each built once per covariance type / number of features, ``D`` being a
+compile-time constant so that a row fits a local array):
+
+- ``estep(ct, D)``: per row, log p(x, k) for every component into LP (K, chunk),
+  then by ``mode``: EM (LP becomes w r, lse_out w log p(x)), LSE (log p(x)),
+  LABEL (the first arg max) or RESP (LP becomes r).
+- ``accum(D, EPT)``: per (tile, component) block, the sums w r f_a f_b of the
+  entry pairs (a, b) of a table (index D stands for the constant 1: (D, D) is nk,
+  (a, D) the first moments, (a, b) the second), about the component's shift, or
+  for the 'tied' pooled block about gshift with the row weights.
+- ``reduce_tiles``: the partial sums added in tile order.
+- ``tile_sums``: per-tile sums of a row vector (a fixed tree of NT lanes).
+- k-means: ``km_cands`` (per-tile potentials of candidate centres), ``km_update``
+  (each row's distance to its nearest centre), ``km_scan`` (the row where a
+  running sum crosses a target), ``km_assign`` (Lloyd's assignment),
+  ``km_dist_own`` (distance to the own centre), ``all_finite``, ``gather``.
+"""
+
+import math
+import threading
+
+from numba import config, cuda, float64, int64
+
+LOG_2PI = math.log(2.0 * math.pi)
+FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
+M_EM, M_LSE, M_LABEL, M_RESP = 0, 1, 2, 3
+A_EM, A_RESP, A_LABELS = 0, 1, 2  # accumulation modes: where r comes from
+
+# Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, the tests without a GPU) runs each
+# thread as a Python thread: there, smaller tiles and blocks keep a test of several
+# tiles quick (the same code; sums in another fixed order)
+SIMULATOR = bool(config.ENABLE_CUDASIM)
+TILE = 64 if SIMULATOR else 4096  # rows of a statistics tile
+NT = 32 if SIMULATOR else 128  # threads of a block
+LMAX = 16  # k-means++ candidates at most a round (2 + log K: K < e**14)
+
+_CACHE = {}
+_LOCK = threading.Lock()
+
+
+def _memo(key, build):
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = build()
+        return _CACHE[key]
+
+
+def estep(ct, D):
+    return _memo(("estep", ct, D), lambda: _build_estep(ct, D))
+
+
+def _build_estep(CT, D):
+    const = -0.5 * D * LOG_2PI
+
+    @cuda.jit
+    def kernel(X, row0, nrows, w, means, pc, aux, log_det, log_w, mode, LP, lse_out,
+               label_out):
+        i = cuda.grid(1)
+        if i >= nrows:
+            return
+        r = row0 + i
+        K = means.shape[0]
+        x = cuda.local.array(D, float64)
+        y = cuda.local.array(D, float64)
+        for a in range(D):
+            x[a] = X[r, a]
+        if CT == TIED:  # y = x U once per row
+            for j in range(D):
+                s = 0.0
+                for a in range(j + 1):
+                    s += x[a] * pc[0, a, j]
+                y[j] = s
+        mx = -math.inf
+        best = 0
+        for k in range(K):
+            maha = 0.0
+            if CT == FULL:
+                for a in range(D):
+                    y[a] = x[a] - means[k, a]
+                for j in range(D):
+                    s = 0.0
+                    for a in range(j + 1):
+                        s += y[a] * pc[k, a, j]
+                    maha += s * s
+            elif CT == TIED:
+                for j in range(D):
+                    v = y[j] - aux[k, j]
+                    maha += v * v
+            else:
+                for a in range(D):
+                    v = (x[a] - means[k, a]) * aux[k, a]
+                    maha += v * v
+            lp = log_w[k] + log_det[k] + const - 0.5 * maha
+            LP[k, i] = lp
+            if lp > mx:
+                mx = lp
+                best = k
+        if mode == M_LABEL:
+            label_out[i] = best
+            return
+        s = 0.0
+        for k in range(K):
+            s += math.exp(LP[k, i] - mx)
+        lse = mx + math.log(s)
+        if mode == M_LSE:
+            lse_out[i] = lse
+        elif mode == M_RESP:
+            for k in range(K):
+                LP[k, i] = math.exp(LP[k, i] - lse)
+        else:  # M_EM: weighted responsibilities and log-likelihood
+            wi = 1.0 if w.shape[0] == 0 else w[r]
+            if wi == 0.0:
+                for k in range(K):
+                    LP[k, i] = 0.0
+                lse_out[i] = 0.0
+            else:
+                for k in range(K):
+                    LP[k, i] = wi * math.exp(LP[k, i] - lse)
+                lse_out[i] = wi * lse
+
+    return kernel
+
+
+def rows_per_batch(D):
+    """Rows a statistics block stages in shared memory at a time (about 32 KiB)."""
+    return max(1, min(256, 4096 // (D + 1)))
+
+
+def accum(D, EPT):
+    return _memo(("accum", D, EPT), lambda: _build_accum(D, EPT))
+
+
+def _build_accum(D, EPT):
+    RB = rows_per_batch(D)
+    D1 = D + 1
+
+    @cuda.jit
+    def kernel(X, row0, nrows, w, R, labels, mode, shift, gshift, EA, EB, n_ent, pooled_k,
+               partial, tile0):
+        t = cuda.blockIdx.x
+        kk = cuda.blockIdx.y
+        tid = cuda.threadIdx.x
+        xs = cuda.shared.array((RB, D1), float64)
+        ws = cuda.shared.array(RB, float64)
+        pooled = kk == pooled_k
+        table = 1 if pooled else 0
+        ne = n_ent[table]
+        acc = cuda.local.array(EPT, float64)
+        ea = cuda.local.array(EPT, int64)
+        eb = cuda.local.array(EPT, int64)
+        for j in range(EPT):
+            acc[j] = 0.0
+            e = tid + j * NT
+            if e < ne:
+                ea[j] = EA[table, e]
+                eb[j] = EB[table, e]
+            else:
+                ea[j] = D
+                eb[j] = D
+        unit = w.shape[0] == 0
+        start = t * TILE
+        stop = min(start + TILE, nrows)
+        for b0 in range(start, stop, RB):
+            nb = min(RB, stop - b0)
+            for q in range(tid, nb * D, NT):
+                rr = q // D
+                a = q - rr * D
+                c = gshift[a] if pooled else shift[kk, a]
+                xs[rr, a] = X[row0 + b0 + rr, a] - c
+            for rr in range(tid, nb, NT):
+                xs[rr, D] = 1.0
+                row = row0 + b0 + rr
+                wi = 1.0 if unit else w[row]
+                if pooled:
+                    v = wi
+                elif mode == A_EM:
+                    v = R[kk, b0 + rr]
+                elif mode == A_RESP:
+                    v = R[kk, b0 + rr] * wi
+                else:
+                    v = wi if labels[row] == kk else 0.0
+                ws[rr] = v
+            cuda.syncthreads()
+            for j in range(EPT):
+                if tid + j * NT < ne:
+                    a = ea[j]
+                    b = eb[j]
+                    s = acc[j]
+                    for rr in range(nb):
+                        s += ws[rr] * xs[rr, a] * xs[rr, b]
+                    acc[j] = s
+            cuda.syncthreads()
+        for j in range(EPT):
+            e = tid + j * NT
+            if e < ne:
+                partial[tile0 + t, kk, e] = acc[j]
+
+    return kernel
+
+
+@cuda.jit
+def reduce_tiles(partial, ntiles, out):
+    """out[k, e] = sum over tiles t < ntiles of partial[t, k, e], in tile order."""
+    q = cuda.grid(1)
+    K, E = out.shape
+    if q >= K * E:
+        return
+    k = q // E
+    e = q - k * E
+    s = 0.0
+    for t in range(ntiles):
+        s += partial[t, k, e]
+    out[k, e] = s
+
+
+@cuda.jit(device=True)
+def _tree(tmp, tid):
+    """Sum tmp[0..NT) into tmp[0] in a fixed tree (all NT threads call it)."""
+    step = NT // 2
+    while step > 0:
+        cuda.syncthreads()
+        if tid < step:
+            tmp[tid] += tmp[tid + step]
+        step //= 2
+    cuda.syncthreads()
+
+
+@cuda.jit
+def tile_sums(v, nrows, out, tile0):
+    """out[tile0 + t] = sum of v[t TILE .. (t + 1) TILE) (a fixed tree of NT lanes)."""
+    t = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    tmp = cuda.shared.array(NT, float64)
+    s = 0.0
+    for i in range(t * TILE + tid, min((t + 1) * TILE, nrows), NT):
+        s += v[i]
+    tmp[tid] = s
+    _tree(tmp, tid)
+    if tid == 0:
+        out[tile0 + t] = tmp[0]
+
+
+# ---------------------------------------------------------------- k-means
+@cuda.jit
+def km_cands(X, xmean, w, closest, C, L, first, out):
+    """out[t, c] = sum over tile t of w_i min(closest_i, |x_i - xmean - C_c|^2)
+    (``first``: without the min) for the L candidate centres C (centred)."""
+    t = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    n, d = X.shape
+    tmp = cuda.shared.array((LMAX, NT), float64)
+    acc = cuda.local.array(LMAX, float64)
+    for c in range(LMAX):
+        acc[c] = 0.0
+    unit = w.shape[0] == 0
+    for i in range(t * TILE + tid, min((t + 1) * TILE, n), NT):
+        wi = 1.0 if unit else w[i]
+        for c in range(L):
+            s = 0.0
+            for a in range(d):
+                v = (X[i, a] - xmean[a]) - C[c, a]
+                s += v * v
+            if not first and closest[i] < s:
+                s = closest[i]
+            acc[c] += wi * s
+    for c in range(LMAX):
+        tmp[c, tid] = acc[c]
+    step = NT // 2
+    while step > 0:
+        cuda.syncthreads()
+        if tid < step:
+            for c in range(LMAX):
+                tmp[c, tid] += tmp[c, tid + step]
+        step //= 2
+    cuda.syncthreads()
+    if tid < L:
+        out[t, tid] = tmp[tid, 0]
+
+
+@cuda.jit
+def km_update(X, xmean, closest, c, first):
+    """closest_i = min(closest_i, |x_i - xmean - c|^2) (``first``: the distance)."""
+    i = cuda.grid(1)
+    n, d = X.shape
+    if i >= n:
+        return
+    s = 0.0
+    for a in range(d):
+        v = (X[i, a] - xmean[a]) - c[a]
+        s += v * v
+    if first or s < closest[i]:
+        closest[i] = s
+
+
+@cuda.jit
+def km_scan(closest, w, tiles, bases, targets, out):
+    """For target c: the first row i of tile tiles[c] where bases[c] plus the running
+    sum of w * closest over the tile reaches targets[c] (the tile's last row if
+    rounding keeps it short). One block a target; thread 0 scans shared memory."""
+    c = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    buf = cuda.shared.array(TILE, float64)
+    n = closest.shape[0]
+    start = tiles[c] * TILE
+    stop = min(start + TILE, n)
+    unit = w.shape[0] == 0
+    for i in range(start + tid, stop, NT):
+        buf[i - start] = closest[i] * (1.0 if unit else w[i])
+    cuda.syncthreads()
+    if tid == 0:
+        s = bases[c]
+        found = stop - 1
+        for i in range(start, stop):
+            s += buf[i - start]
+            if s >= targets[c]:
+                found = i
+                break
+        out[c] = found
+
+
+@cuda.jit
+def km_assign(X, xmean, C, labels, first, out_changed, out_sq):
+    """Lloyd's assignment: labels_i = the nearest centre (first on ties); per tile
+    the labels that changed (all on the ``first`` pass) and sum |x_i - xmean|^2."""
+    t = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    n, d = X.shape
+    K = C.shape[0]
+    tmp = cuda.shared.array(NT, float64)
+    tmp2 = cuda.shared.array(NT, float64)
+    ch = 0.0
+    sq = 0.0
+    for i in range(t * TILE + tid, min((t + 1) * TILE, n), NT):
+        best = 0
+        bd = math.inf
+        for k in range(K):
+            s = 0.0
+            for a in range(d):
+                v = (X[i, a] - xmean[a]) - C[k, a]
+                s += v * v
+            if s < bd:
+                bd = s
+                best = k
+        if first:
+            ch += 1.0
+            for a in range(d):
+                v = X[i, a] - xmean[a]
+                sq += v * v
+        elif labels[i] != best:
+            ch += 1.0
+        labels[i] = best
+    tmp[tid] = ch
+    tmp2[tid] = sq
+    step = NT // 2
+    while step > 0:
+        cuda.syncthreads()
+        if tid < step:
+            tmp[tid] += tmp[tid + step]
+            tmp2[tid] += tmp2[tid + step]
+        step //= 2
+    cuda.syncthreads()
+    if tid == 0:
+        out_changed[t] = tmp[0]
+        out_sq[t] = tmp2[0]
+
+
+@cuda.jit
+def km_dist_own(X, xmean, C, labels, out):
+    i = cuda.grid(1)
+    n, d = X.shape
+    if i >= n:
+        return
+    k = labels[i]
+    s = 0.0
+    for a in range(d):
+        v = (X[i, a] - xmean[a]) - C[k, a]
+        s += v * v
+    out[i] = s
+
+
+@cuda.jit
+def all_finite(X, flags):
+    """flags[0] = 1 where some entry is NaN, flags[1] = 1 where some is +-inf."""
+    i = cuda.grid(1)
+    n, d = X.shape
+    if i >= n:
+        return
+    for a in range(d):
+        v = X[i, a]
+        if v != v:
+            flags[0] = 1
+        elif v == math.inf or v == -math.inf:
+            flags[1] = 1
+
+
+@cuda.jit
+def gather(X, idx, out):
+    """out[j] = X[idx[j]] as float64."""
+    j, a = cuda.grid(2)
+    if j < idx.shape[0] and a < X.shape[1]:
+        out[j, a] = X[idx[j], a]

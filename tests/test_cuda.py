@@ -1,0 +1,260 @@
+"""The CUDA engine (``device='cuda'``, GPU arrays) against the CPU engine.
+
+Without a GPU these run on Numba's CUDA simulator (conftest sets
+NUMBA_ENABLE_CUDASIM=1 unless it is set): the same kernels, each thread a Python
+thread, so the shapes are tiny (the simulator's tiles are 64 rows: 150 rows are
+three tiles). On a GPU machine, NUMBA_ENABLE_CUDASIM=0 runs them on the device,
+plus the CuPy / PyTorch input tests.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import COV_TYPES, INIT_PARAMS, make_data, start_params
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import InvalidParameterError
+
+cuda = pytest.importorskip("numba.cuda")
+from numba import config  # noqa: E402
+
+from fastgmm import BayesianGaussianMixture, GaussianMixture  # noqa: E402
+from fastgmm._engine import CPUEngine  # noqa: E402
+from fastgmm._estep import COV_CODES  # noqa: E402
+from fastgmm._mstep import compute_precision_cholesky, estep_params  # noqa: E402
+
+SIM = bool(config.ENABLE_CUDASIM)
+if not SIM and not cuda.is_available():
+    pytest.skip("no CUDA GPU and the simulator is off", allow_module_level=True)
+
+from fastgmm import _cuda  # noqa: E402
+from fastgmm._cuda import CUDAEngine  # noqa: E402
+
+ATTRS = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
+
+
+def _fit(X, device, cls=GaussianMixture, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return cls(device=device, **kw).fit(X)
+
+
+def _same_model(a, b, rtol=1e-9, attrs=ATTRS):
+    for name in attrs:
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=rtol,
+                                   atol=rtol, err_msg=name)
+    assert a.n_iter_ == b.n_iter_
+    assert b.lower_bound_ == pytest.approx(a.lower_bound_, rel=rtol, abs=rtol)
+
+
+def _ep(X, K, ct, seed=0):
+    weights, means, prec = start_params(X, K, ct, seed)
+    cov = {"full": lambda: np.linalg.inv(prec), "tied": lambda: np.linalg.inv(prec)}.get(
+        ct, lambda: 1.0 / prec)()
+    pc = compute_precision_cholesky(np.asarray(cov), ct)
+    return estep_params(weights, means, pc, COV_CODES[ct])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_pass_statistics_equal_cpu(covariance_type, dtype):
+    """One fused pass (weighted, several tiles) gives the CPU engine's statistics."""
+    X = make_data(n=150, d=3, K=3, dtype=dtype)
+    w = np.random.RandomState(1).uniform(0.2, 2.0, X.shape[0])
+    ep = _ep(X.astype(np.float64), 3, covariance_type)
+    a = CPUEngine(X, w).stats(ep)
+    b = CUDAEngine(X, w).stats(ep)
+    origin = np.zeros(3)
+    a, b = a.about(origin, 1.0), b.about(origin, 1.0)
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
+                                   atol=1e-9, err_msg=name)
+    assert b.ll == pytest.approx(a.ll, rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_gemm_pass_equals_cpu(covariance_type):
+    """The matrix-product pass (CuPy on a GPU), run here in NumPy: the CPU engine's
+    statistics, weighted, in chunks and slabs."""
+    X = make_data(n=150, d=3, K=3, dtype=np.float32)
+    w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
+    ep = _ep(X.astype(np.float64), 3, covariance_type)
+    a = CPUEngine(X, w).stats(ep)
+    per_row = {"full": 18, "tied": 15}.get(covariance_type, 12)
+    # chunks of 70 rows, products over slabs of 16 (4 slabs and a rest of 6)
+    b = _cuda.gemm_stats(np, X, w, ep, np.asarray, chunk_bytes=70 * 8 * per_row, slab=16)
+    origin = np.zeros(3)
+    a, b = a.about(origin, 1.0), b.about(origin, 1.0)
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
+                                   atol=1e-9, err_msg=name)
+    assert b.ll == pytest.approx(a.ll, rel=1e-12)
+
+
+def test_pass_does_not_depend_on_chunking(monkeypatch):
+    """Launches of one tile each add up to the same bits as one launch."""
+    X = make_data(n=150, d=3, K=3)
+    ep = _ep(X, 3, "full")
+    one = CUDAEngine(X).stats(ep)
+    monkeypatch.setattr(_cuda, "CHUNK_BYTES", 1)  # one tile a launch
+    many = CUDAEngine(X).stats(ep)
+    for name in ("nk", "s1", "s2", "ll"):
+        np.testing.assert_array_equal(getattr(many, name), getattr(one, name))
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_given_statistics_equal_cpu(covariance_type):
+    """The start's passes: hard labels (K for none) and given responsibilities."""
+    X = make_data(n=150, d=2, K=3)
+    rng = np.random.RandomState(0)
+    labels = rng.randint(0, 4, X.shape[0]).astype(np.uint8)  # 3: no component
+    R = rng.dirichlet(np.ones(3), X.shape[0])
+    ct = COV_CODES[covariance_type]
+    for kw in (dict(labels=labels), dict(resp_chunks=lambda: iter([(0, R[:70]), (70, R[70:])]))):
+        a = CPUEngine(X).given_stats(ct, 3, **kw)
+        b = CUDAEngine(X).given_stats(ct, 3, **kw)
+        np.testing.assert_allclose(b.shift, a.shift, rtol=1e-12)
+        a, b = a.about(np.zeros(2), 1.0), b.about(np.zeros(2), 1.0)  # both triangles
+        for name in ("nk", "s1", "s2"):
+            np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
+                                       atol=1e-10, err_msg=name)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_fit_equals_cpu_fit(covariance_type):
+    X = make_data(n=150, d=3, K=3)
+    a = _fit(X, "cpu", n_components=3, covariance_type=covariance_type, max_iter=4,
+             random_state=0)
+    b = _fit(X, "cuda", n_components=3, covariance_type=covariance_type, max_iter=4,
+             random_state=0)
+    _same_model(a, b)
+    np.testing.assert_array_equal(b.predict(X), a.predict(X))
+    np.testing.assert_allclose(b.predict_proba(X), a.predict_proba(X), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b.score_samples(X), a.score_samples(X), rtol=1e-10)
+
+
+def test_fit_equals_cpu_fit_many_features():
+    """d = 20: the kernels' per-row arrays at a larger size (on a GPU with CuPy, the
+    matrix-product pass)."""
+    X = make_data(n=150 if SIM else 5000, d=20, K=2, seed=4)
+    kw = dict(n_components=2, max_iter=3, random_state=0)
+    _same_model(_fit(X, "cpu", **kw), _fit(X, "cuda", **kw), rtol=1e-8)
+
+
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_same_start_for_the_same_seed(init_params):
+    """The start (max_iter=0) draws as the CPU engine, which draws as scikit-learn."""
+    X = make_data(n=150, d=2, K=4, seed=3)
+    kw = dict(n_components=4, init_params=init_params, max_iter=0, random_state=7)
+    _same_model(_fit(X, "cpu", **kw), _fit(X, "cuda", **kw), rtol=1e-10)
+
+
+def test_weighted_float32_fit():
+    X = make_data(n=150, d=3, K=3, dtype=np.float32)
+    w = np.random.RandomState(2).uniform(0.0, 3.0, X.shape[0])
+    kw = dict(n_components=3, covariance_type="diag", max_iter=5, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = GaussianMixture(**kw).fit(X, sample_weight=w)
+        b = GaussianMixture(device="cuda", **kw).fit(X, sample_weight=w)
+    assert b.means_.dtype == np.float32
+    _same_model(a, b, rtol=2e-5)
+
+
+def test_kmeans_empty_cluster_relocation_and_warning():
+    """Two distinct points and three clusters: k-means++ picks a duplicate centre,
+    Lloyd empties a cluster and relocates it, and both engines warn. Which duplicate
+    row is picked rests on rounding noise (the CPU engine's |x|^2 - 2 x.c + |c|^2 is
+    not exactly 0 on a duplicate, the device's |x - c|^2 is): the same partition and
+    centres up to the clusters' names."""
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 1.0]]), [70, 50], axis=0)
+    X = X[np.random.RandomState(0).permutation(len(X))]
+    out = []
+    for engine in (CPUEngine(X), CUDAEngine(X)):
+        with pytest.warns(ConvergenceWarning, match=r"distinct clusters \(2\) found smaller"):
+            labels, centres, counts = engine.kmeans_labels(3, np.random.RandomState(0))
+        labels = labels.copy_to_host() if hasattr(labels, "copy_to_host") else labels
+        labels = np.asarray(labels, dtype=np.int64)
+        used = [k for k in range(3) if counts[k] > 0]
+        order = sorted(used, key=lambda k: counts[k])
+        out.append((labels, centres[order], counts[order]))
+    (la, ca, na), (lb, cb, nb) = out
+    assert np.unique(np.stack([la, lb]), axis=1).shape[1] == 2  # the same partition
+    np.testing.assert_allclose(cb, ca, atol=1e-12)
+    np.testing.assert_array_equal(na, [50, 70])
+    np.testing.assert_array_equal(nb, [50, 70])
+
+
+def test_device_array_input_stays_on_device():
+    """A device array is fitted where it is (whatever ``device`` says), unchanged,
+    to the same model as its host copy; predictions take device arrays too."""
+    X = make_data(n=150, d=3, K=3)
+    Xd = cuda.to_device(X)
+    a = _fit(X, "cuda", n_components=3, max_iter=3, random_state=0)
+    b = _fit(Xd, "cpu", n_components=3, max_iter=3, random_state=0)
+    _same_model(a, b, rtol=0)
+    np.testing.assert_array_equal(Xd.copy_to_host(), X)
+    assert b.n_features_in_ == 3 and not hasattr(b, "feature_names_in_")
+    np.testing.assert_array_equal(b.predict(Xd), a.predict(X))
+    assert b.score(Xd) == pytest.approx(a.score(X), rel=1e-12)
+
+
+def test_device_array_errors_as_sklearn():
+    X = make_data(n=60, d=3, K=3)
+    gm = _fit(X, "cuda", n_components=2, max_iter=2, random_state=0)
+    bad = X.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN."):
+        GaussianMixture(2).fit(cuda.to_device(bad))
+    bad[5, 1] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        GaussianMixture(2).fit(cuda.to_device(bad))
+    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3"):
+        gm.predict(cuda.to_device(X[:, :2].copy()))
+    with pytest.raises(ValueError, match="a minimum of 2 is required by GaussianMixture"):
+        GaussianMixture(1).fit(cuda.to_device(X[:1].copy()))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        GaussianMixture(2).fit(cuda.to_device(X.astype(np.int32)))
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        GaussianMixture(2).fit(cuda.to_device(X[:, 0].copy()))
+    with pytest.raises(InvalidParameterError, match="'device' parameter"):
+        GaussianMixture(2, device="gpu").fit(X)
+
+
+def test_bayesian_mixture_on_cuda():
+    X = make_data(n=150, d=2, K=3)
+    kw = dict(n_components=4, max_iter=5, random_state=0)
+    a = _fit(X, "cpu", cls=BayesianGaussianMixture, **kw)
+    b = _fit(X, "cuda", cls=BayesianGaussianMixture, **kw)
+    _same_model(a, b, attrs=ATTRS + ["weight_concentration_", "mean_precision_",
+                                     "degrees_of_freedom_"])
+
+
+def _gpu_arrays():
+    """CuPy and PyTorch CUDA arrays, where a GPU and the library are there."""
+    if SIM:
+        return []
+    makers = []
+    try:
+        import cupy
+
+        makers.append(pytest.param(cupy.asarray, id="cupy"))
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            makers.append(pytest.param(lambda a: torch.as_tensor(a, device="cuda"), id="torch"))
+    except ImportError:
+        pass
+    return makers
+
+
+@pytest.mark.parametrize("to_gpu", _gpu_arrays())
+def test_cupy_and_torch_inputs(to_gpu):
+    X = make_data(n=3000, d=4, K=3)
+    a = _fit(X, "cuda", n_components=3, max_iter=10, random_state=0)
+    b = _fit(to_gpu(X), "cpu", n_components=3, max_iter=10, random_state=0)
+    _same_model(a, b, rtol=0)
+    np.testing.assert_array_equal(b.predict(to_gpu(X)), a.predict(X))
