@@ -81,6 +81,16 @@ def _on_device(X):
     return type(X).__module__.startswith("numba.cuda") and hasattr(X, "copy_to_host")
 
 
+def _host(a):
+    """Sample weights given on a GPU, copied to the host (n numbers): they are
+    validated there, as scikit-learn validates them."""
+    if a is not None and _on_device(a):
+        from ._cuda import to_host
+
+        return to_host(a)
+    return a
+
+
 def _check_cuda():
     """device='cuda' needs numba-cuda and a GPU: a clear error otherwise."""
     try:
@@ -162,7 +172,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self._validate_params()
         X = self._validate_X(X, reset=True)
         check_n_samples(X.shape[0], self.n_components)
-        sw = check_sample_weight(sample_weight, X.shape[0], self._relative_weights)
+        sw = check_sample_weight(_host(sample_weight), X.shape[0], self._relative_weights)
         engine = self._engine(X, sw)
         inits = self._check_parameters(X, engine)
         self.__dict__.pop("_online", None)
@@ -245,7 +255,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         X = self._validate_X(X, reset=not fitted)
         if not fitted:
             check_n_samples(X.shape[0], self.n_components)
-        sw = check_sample_weight(sample_weight, X.shape[0], self._relative_weights)
+        sw = check_sample_weight(_host(sample_weight), X.shape[0], self._relative_weights)
         engine = self._engine(X, sw)
         inits = None if fitted else self._check_parameters(X, engine)
         if fitted:
@@ -343,7 +353,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
     def score(self, X, y=None, sample_weight=None):
         """Per-sample average log-likelihood of X (weighted by ``sample_weight``)."""
         log_prob = self.score_samples(X)
-        sw = check_sample_weight(sample_weight, log_prob.shape[0])
+        sw = check_sample_weight(_host(sample_weight), log_prob.shape[0])
         if sw is None:
             return float(np.mean(log_prob))
         return float(np.average(log_prob, weights=sw))

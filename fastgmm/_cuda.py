@@ -36,15 +36,17 @@ except ImportError:
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _cuda_kernels as kern
-from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP
+from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP, whitened_to_shift
 from ._engine import OUTPUTS, CPUEngine
-from ._estep import FULL, OUT_LABEL, OUT_LSE, OUT_RESP, SPHERICAL, TIED
+from ._estep import DIAG, FULL, OUT_LABEL, OUT_LSE, OUT_RESP, SPHERICAL, TIED
 from ._kmeans import LLOYD_MAX_ITER, LLOYD_TOL, first_center
 from ._stats import Stats, s2_shape
 
 CHUNK_BYTES = 256 << 20  # the (K, chunk) responsibilities of a launch at most
-# From this many features, the EM pass runs as cuBLAS matrix products through CuPy
-# (where CuPy is installed): ``_gemm_stats``. None: never.
+# From this many features, the 'full' and 'tied' EM passes run as cuBLAS matrix
+# products through CuPy (where CuPy is installed): ``gemm_stats``. None: never.
+PARTIAL_BYTES = 64 << 20  # a launch's per-tile partial sums at most
+MAX_FEATURES = {FULL: 256, TIED: 256, DIAG: 2047, SPHERICAL: 2047}
 GEMM_MIN_D = 16
 GEMM_CHUNK_BYTES = 512 << 20  # the largest temporary of a GEMM pass at most
 GEMM_SLAB = 4096  # rows of one product of a batch that sums over rows (``tall_tn``)
@@ -70,8 +72,9 @@ def _quiet(method):
     @functools.wraps(method)
     def call(*args, **kwargs):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumbaPerformanceWarning)
-            warnings.simplefilter("ignore", _CudaPerformanceWarning)
+            for cls in (NumbaPerformanceWarning, _CudaPerformanceWarning):
+                warnings.filterwarnings("ignore", message=".*Grid size .* under-utilization",
+                                        category=cls)
             return method(*args, **kwargs)
     return call
 
@@ -99,24 +102,72 @@ def as_device(X):
     return X if _numba_device_array(X) else cuda.as_cuda_array(X)
 
 
+def _device_index(X):
+    """The GPU a CuPy array (``.device.id``) or a PyTorch tensor (``.device.index``)
+    is on; None for Numba's arrays (on its current device) and others."""
+    if _numba_device_array(X):
+        return None
+    device = getattr(X, "device", None)
+    index = getattr(device, "id", getattr(device, "index", None))
+    return index if isinstance(index, int) else None
+
+
+def to_host(a):
+    """A device array's values on the host (n numbers: sample weights)."""
+    return as_device(a).copy_to_host()
+
+
+def _sklearn_error(X_host, estimator):
+    """scikit-learn's error for a tiny host array of the offending kind (NaN,
+    infinity, dimensions), so the message is its own, word for word."""
+    from sklearn.utils import check_array
+
+    try:
+        check_array(X_host, dtype=None, input_name="X", estimator=estimator)
+    except ValueError as exc:
+        return ValueError(str(exc))
+    return None
+
+
 @_quiet
 def check_device_X(X, estimator, n_features=None, ensure_min_samples=1):
-    """scikit-learn's checks of ``check_array`` on a device array, without a copy to
-    the host: 2-D, float32 / float64, finite, enough rows, scikit-learn's messages;
-    returns the Numba view."""
+    """scikit-learn's checks of ``check_array`` / ``validate_data`` on a device
+    array, in its order and with its messages, without a copy to the host: 2-D,
+    numeric (integers converted to float64 on the device), finite, enough rows and
+    features, the fitted number of features; returns the Numba view."""
     name = type(estimator).__name__
     Xd = as_device(X)
+    dev = _device_index(X)
+    if dev is not None and dev != cuda.get_current_device().id:
+        raise ValueError(
+            f"X is on GPU {dev}; fastgmm's CUDA engine runs on Numba's current device "
+            f"({cuda.get_current_device().id}). Select it first "
+            "(numba.cuda.select_device) or move X.")
     if Xd.ndim != 2:
+        if Xd.ndim >= 3:
+            raise _sklearn_error(np.zeros((1,) * Xd.ndim), estimator)
         raise ValueError(
             f"Expected 2D array, got {Xd.ndim}D array instead:\narray on a CUDA device."
             "\nReshape your data either "
             "using array.reshape(-1, 1) if your data has a single feature or "
             "array.reshape(1, -1) if it contains a single sample.")
-    if Xd.dtype not in (np.float32, np.float64):
+    if Xd.dtype.kind in "iub":
+        out = cuda.device_array(Xd.shape, dtype=np.float64)
+        kern.cast_f64[(max(1, -(-Xd.shape[0] // 8)), max(1, -(-Xd.shape[1] // 32))),
+                      (8, 32)](Xd, out)
+        Xd = out
+    elif Xd.dtype not in (np.float32, np.float64):
         raise ValueError(
             f"fastgmm's CUDA engine reads float32 or float64 device arrays; X has dtype "
             f"{Xd.dtype}. Convert it on its device first (X.astype('float32')).")
     n, d = Xd.shape
+    flags = cuda.to_device(np.zeros(2, dtype=np.int32))
+    kern.all_finite[_grid(n), kern.NT](Xd, flags)
+    nan, inf = flags.copy_to_host()
+    if nan:
+        raise _sklearn_error(np.full((1, 1), np.nan, dtype=Xd.dtype), estimator)
+    if inf:
+        raise _sklearn_error(np.full((1, 1), np.inf, dtype=Xd.dtype), estimator)
     if n < ensure_min_samples:
         raise ValueError(
             f"Found array with {n} sample(s) (shape={Xd.shape}) while a minimum of "
@@ -129,15 +180,19 @@ def check_device_X(X, estimator, n_features=None, ensure_min_samples=1):
         raise ValueError(
             f"X has {d} features, but {name} is expecting {n_features} features as "
             "input.")
-    flags = cuda.to_device(np.zeros(2, dtype=np.int32))
-    kern.all_finite[_grid(n), kern.NT](Xd, flags)
-    nan, inf = flags.copy_to_host()
-    if nan:
-        raise ValueError("Input X contains NaN.")
-    if inf:
-        raise ValueError(
-            f"Input X contains infinity or a value too large for dtype('{Xd.dtype}').")
     return Xd
+
+
+def _check_features(ct, d):
+    """The kernels keep a row (and for 'full' / 'tied' a share of the d^2 / 2
+    moments) per thread and stage rows of d + 1 numbers in 32 KiB of shared memory:
+    a clear error past what they serve."""
+    limit = MAX_FEATURES[ct]
+    if d > limit:
+        name = {FULL: "full", TIED: "tied", DIAG: "diag", SPHERICAL: "spherical"}[ct]
+        raise ValueError(
+            f"fastgmm's CUDA engine serves covariance_type={name!r} up to {limit} "
+            f"features; X has {d}. Use device='cpu' for this model.")
 
 
 def _grid(n):
@@ -209,15 +264,41 @@ def tall_sum(xp, A, slab=None):
     return out[0] if vec else out
 
 
+def tall_tn_batched(xp, A, B, slab=None):
+    """For each k, A[:, k]^T B[:, k] of tall A (m, K, p), B (m, K, q): (K, p, q), by
+    slabs of rows as ``tall_tn``."""
+    slab = GEMM_SLAB if slab is None else slab
+    m, K, p = A.shape
+    q = B.shape[2]
+    s = m // slab
+    out = None
+    if s > 1:
+        a = A[:s * slab].reshape(s, slab, K, p).transpose(0, 2, 3, 1)
+        b = B[:s * slab].reshape(s, slab, K, q).transpose(0, 2, 1, 3)
+        out = xp.sum(xp.matmul(a, b), axis=0)
+    done = s * slab if s > 1 else 0
+    if done < m:
+        rest = xp.matmul(A[done:].transpose(1, 2, 0), B[done:].transpose(1, 0, 2))
+        out = rest if out is None else out + rest
+    return out
+
+
 def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
-    """The EM pass as matrix products in the array namespace ``xp`` (CuPy:
-    cuBLAS; NumPy in the tests), float64 whatever X's dtype, chunk by chunk,
-    about the common shift g = ep.gshift:
-    'full': Y = (X - g) [U_1 .. U_K] for every component in one product, the
-    second moments as (X - g)^T [r_1 (X - g) .. r_K (X - g)]; 'diag' /
-    'spherical': the distances and moments as products with the (K, d)
-    precisions; 'tied': Y = (X - g) U, the distances as products with the
-    shifted means' images, the pooled scatter one product."""
+    """The EM pass as matrix products in the array namespace ``xp`` (CuPy: cuBLAS;
+    NumPy in the tests), float64 whatever X's dtype, chunk by chunk ('full' and
+    'tied'; 'diag' and 'spherical' run on the kernels, which sum about each
+    component's mean):
+
+    - 'full': Y = (X - g) [U_1 .. U_K] - [(mu_1 - g) U_1 ..] = the rows whitened by
+      each component, centred on its mean, one product for all components; the
+      statistics summed in those coordinates (Z_k = r_k Y_k, Y_k^T Z_k by slabs)
+      and moved back to x coordinates about the means (``whitened_to_shift``, as
+      the CPU's tiled path): no cancellation for tight components far from g;
+    - 'tied': Y = (X - g) U, distances |Y - (mu_k - g) U|^2 from the differences;
+      the pooled scatter about g as the CPU engine sums it.
+
+    Results are fixed for a given GPU and library versions (cuBLAS picks its
+    algorithms per architecture), not across GPUs as the kernels' are."""
     cp = xp
     ct = ep.ct
     n, d = X.shape
@@ -229,36 +310,28 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     if ct == FULL:
         Ucat = cp.asarray(np.ascontiguousarray(np.concatenate(list(pc), axis=1)))
         bcat = cp.asarray(np.einsum("ka,kab->kb", mg, pc).reshape(-1))
-        per_row = K * d * 2
-    elif ct == TIED:
+    else:
         U = cp.asarray(pc[0])
         A = cp.asarray(mg @ pc[0])  # (K, d)
-        per_row = 3 * d + 2 * K
-    else:
-        P = cp.asarray(aux * aux)  # (K, d) precisions
-        mP = cp.asarray(mg * aux * aux)
-        cst = cp.asarray(np.sum(mg * mg * aux * aux, axis=1))
-        per_row = 2 * d + 2 * K
+    per_row = 3 * K * d + 2 * d + 4 * K
     chunk_bytes = GEMM_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     chunk = int(max(1, min(n, chunk_bytes // (8 * per_row))))
     g_d = cp.asarray(g)
     nk = cp.zeros(K)
     s1 = cp.zeros((K, d))
-    s2 = cp.zeros(s2_shape(ct, K, d))
+    s2 = cp.zeros((K, d, d)) if ct == FULL else cp.zeros(s2_shape(ct, K, d))
     ll = 0.0
     for r0 in range(0, n, chunk):
         Xc = X[r0:r0 + chunk].astype(cp.float64) - g_d
         if ct == FULL:
             Y = Xc @ Ucat
             Y -= bcat
-            maha = cp.sum((Y * Y).reshape(-1, K, d), axis=2)
-            del Y
-        elif ct == TIED:
-            Y = Xc @ U
-            maha = cp.sum(Y * Y, axis=1)[:, None] - 2.0 * (Y @ A.T) + cp.sum(A * A, axis=1)
-            del Y
+            Yk = Y.reshape(-1, K, d)  # (x - mu_k) U_k
         else:
-            maha = (Xc * Xc) @ P.T - 2.0 * (Xc @ mP.T) + cst
+            Yk = (Xc @ U)[:, None, :] - A  # (x - mu_k) U
+        maha = cp.sum(Yk * Yk, axis=2)
+        if ct != FULL:
+            del Yk
         LP = c0_const - 0.5 * maha
         mx = cp.max(LP, axis=1, keepdims=True)
         lse = mx + cp.log(cp.sum(cp.exp(LP - mx), axis=1, keepdims=True))
@@ -270,19 +343,25 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
         else:
             ll += float(tall_sum(cp, lse.ravel(), slab))
         nk += tall_sum(cp, R, slab)
-        s1 += tall_tn(cp, R, Xc, slab)
         if ct == FULL:
-            Z = (R[:, :, None] * Xc[:, None, :]).reshape(-1, K * d)
-            s2 += tall_tn(cp, Xc, Z, slab).reshape(d, K, d).transpose(1, 0, 2)
-            del Z
-        elif ct == TIED:
+            Z = R[:, :, None] * Yk
+            s1 += tall_sum(cp, Z.reshape(-1, K * d), slab).reshape(K, d)
+            s2 += tall_tn_batched(cp, Yk, Z, slab)
+            del Z, Y, Yk
+        else:
+            s1 += tall_tn(cp, R, Xc, slab)
             Xw = Xc if w is None else Xc * wc
             s2[0, :d] += tall_tn(cp, Xw, Xc, slab)
             s2[0, d] += tall_sum(cp, Xw, slab)
-        else:
-            s2[:, 0, :] += tall_tn(cp, R, Xc * Xc, slab)
+    nk, s1, s2 = to_host(nk), to_host(s1), to_host(s2)
+    if ct == FULL:  # whitened sums about each mean -> x coordinates about the means
+        shift = np.array(means, dtype=np.float64)
+        s1x, s2x = np.zeros_like(s1), np.zeros_like(s2)
+        whitened_to_shift(nk, np.ascontiguousarray(s1), np.ascontiguousarray(s2),
+                          np.ascontiguousarray(pc, dtype=np.float64), shift, shift, s1x, s2x)
+        return Stats(ct, nk, s1x, s2x, ll, shift, g.copy())
     shift = np.array(np.broadcast_to(g, (K, d)))
-    return Stats(ct, to_host(nk), to_host(s1), to_host(s2), ll, shift, g.copy())
+    return Stats(ct, nk, s1, s2, ll, shift, g.copy())
 
 
 class CUDAEngine(CPUEngine):
@@ -315,11 +394,15 @@ class CUDAEngine(CPUEngine):
             self.wd = cuda.to_device(w64)
             self.wsum = float(np.sum(sample_weight))
         self._tables = {}
+        self._bufs = {}
 
-    def _chunk(self, K):
+    def _chunk(self, K, per_tile=0):
         """Rows of one launch: a multiple of the tile, its (K, chunk) buffer at most
-        CHUNK_BYTES (the chunking never changes a result)."""
+        CHUNK_BYTES, its tiles' partial sums (``per_tile`` numbers each) at most
+        PARTIAL_BYTES (the chunking never changes a result)."""
         tiles = max(1, CHUNK_BYTES // (8 * max(K, 1) * kern.TILE))
+        if per_tile:
+            tiles = max(1, min(tiles, PARTIAL_BYTES // (8 * per_tile)))
         return tiles * kern.TILE
 
     def _table(self, ct):
@@ -335,55 +418,67 @@ class CUDAEngine(CPUEngine):
     def _shift(self, ct, means, gshift):
         return np.array(means, dtype=np.float64, order="C")
 
+    def _buf(self, name, shape, dtype=np.float64):
+        """A device buffer kept across the passes of this call (no allocation per
+        EM iteration)."""
+        buf = self._bufs.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != np.dtype(dtype):
+            buf = cuda.device_array(shape, dtype=dtype)
+            self._bufs[name] = buf
+        return buf
+
     def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None):
         """Statistics of rows [rows) (all by default) about shift / gshift; ``R``
         (rows, K) host responsibilities of those rows; ``labels`` n labels (host or
-        device; K or more: none)."""
+        device; K or more: none). Launches of whole tiles; each launch's tile sums
+        are added to the running totals in tile order (``reduce_tiles``), so the
+        bits do not depend on how the rows are cut into launches."""
         D = self.n_features
+        _check_features(ct, D)
         K = shift.shape[0]
         row0, row1 = (0, self.n_samples) if rows is None else rows
         nrows = row1 - row0
         EA, EB, ne, E, ept = self._table(ct)
         Kc = K + 1 if ct == TIED else K
         pooled_k = K if ct == TIED else -1
-        ntiles = _tiles(nrows)
-        partial = cuda.device_array((ntiles, Kc, E), dtype=np.float64)
+        chunk = self._chunk(K, Kc * E)
+        tiles = min(_tiles(nrows), chunk // kern.TILE)
+        partial = self._buf("partial", (tiles, Kc, E))
+        out = cuda.to_device(np.zeros((Kc, E)))
         shift_d = cuda.to_device(np.ascontiguousarray(shift, dtype=np.float64))
         gshift_d = cuda.to_device(np.ascontiguousarray(gshift, dtype=np.float64))
         acc = kern.accum(D, ept)
-        empty_R = cuda.device_array((K, 0), dtype=np.float64)
-        lab_d = cuda.device_array(0, dtype=np.int32)
+        lab_d = self._buf("no_labels", (0,), np.int32)
         if labels is not None:
             lab_d = labels if _numba_device_array(labels) else cuda.to_device(
                 np.ascontiguousarray(labels).astype(np.int32))
         ll_tiles = None
         if mode == MODE_EM:
-            ll_tiles = cuda.device_array(ntiles, dtype=np.float64)
+            ll_tiles = cuda.device_array(_tiles(nrows), dtype=np.float64)
             means, pc, aux, log_det, log_w = (cuda.to_device(np.ascontiguousarray(a))
                                               for a in ep)
             estep = kern.estep(ct, D)
-            chunk = self._chunk(K)
-            LP = cuda.device_array((K, min(chunk, nrows)), dtype=np.float64)
-            lse = cuda.device_array(min(chunk, nrows), dtype=np.float64)
-            dummy_lab = cuda.device_array(0, dtype=np.int32)
-            for c0 in range(0, nrows, chunk):
-                m = min(chunk, nrows - c0)
-                estep[_grid(m), kern.NT](self.Xd, row0 + c0, m, self.wd, means, pc, aux,
-                                         log_det, log_w, kern.M_EM, LP, lse, dummy_lab)
-                t0 = c0 // kern.TILE
-                acc[(_tiles(m), Kc), kern.NT](self.Xd, row0 + c0, m, self.wd, LP, lab_d,
-                                               kern.A_EM, shift_d, gshift_d, EA, EB, ne,
-                                               pooled_k, partial, t0)
-                kern.tile_sums[_tiles(m), kern.NT](lse, m, ll_tiles, t0)
+            LP = self._buf("LP", (K, min(chunk, nrows)))
+            lse = self._buf("lse", (min(chunk, nrows),))
+        elif mode == MODE_RESP:
+            LP = cuda.to_device(np.ascontiguousarray(np.asarray(R, dtype=np.float64).T))
         else:
-            Rd = empty_R
-            if mode == MODE_RESP:
-                Rd = cuda.to_device(np.ascontiguousarray(np.asarray(R, dtype=np.float64).T))
-            acc[(ntiles, Kc), kern.NT](self.Xd, row0, nrows, self.wd, Rd, lab_d,
-                                        _ACCUM_MODE[mode], shift_d, gshift_d, EA, EB, ne,
-                                        pooled_k, partial, 0)
-        out = cuda.device_array((Kc, E), dtype=np.float64)
-        kern.reduce_tiles[_grid(Kc * E), kern.NT](partial, ntiles, out)
+            LP = self._buf("no_R", (K, 0))
+        for c0 in range(0, nrows, chunk):
+            m = min(chunk, nrows - c0)
+            nt = _tiles(m)
+            R_c = LP
+            if mode == MODE_EM:
+                estep[_grid(m), kern.NT](self.Xd, row0 + c0, m, self.wd, means, pc, aux,
+                                         log_det, log_w, kern.M_EM, LP, lse,
+                                         self._buf("no_labels", (0,), np.int32))
+                kern.tile_sums[nt, kern.NT](lse, m, ll_tiles, c0 // kern.TILE)
+            elif mode == MODE_RESP:
+                R_c = LP[:, c0:c0 + m]
+            acc[(nt, Kc), kern.NT](self.Xd, row0 + c0, m, self.wd, R_c, lab_d,
+                                    _ACCUM_MODE[mode], shift_d, gshift_d, EA, EB, ne,
+                                    pooled_k, partial, 0)
+            kern.reduce_tiles[_grid(Kc * E), kern.NT](partial, nt, out)
         tot = out.copy_to_host()
         ll = float(np.sum(ll_tiles.copy_to_host())) if ll_tiles is not None else 0.0
         return self._to_stats(ct, tot, ll, shift, gshift, K)
@@ -404,9 +499,9 @@ class CUDAEngine(CPUEngine):
             s2[:, 0, :] = tot[:K, D + 1:2 * D + 1]
         return Stats(ct, nk, s1, s2, ll, shift, gshift)
 
-    def _use_gemm(self):
-        return (GEMM_MIN_D is not None and self.n_features >= GEMM_MIN_D
-                and _cupy() is not None)
+    def _use_gemm(self, ct):
+        return (ct in (FULL, TIED) and GEMM_MIN_D is not None
+                and self.n_features >= GEMM_MIN_D and _cupy() is not None)
 
     # ----------------------------------------------------- the driver's API
     given_stats = _quiet(CPUEngine.given_stats)
@@ -415,7 +510,7 @@ class CUDAEngine(CPUEngine):
     def stats(self, ep):
         """One fused E+M pass at ``ep``: matrix products from GEMM_MIN_D features
         (where CuPy is there), else the kernels of ``_cuda_kernels``."""
-        if self._use_gemm():
+        if self._use_gemm(ep.ct):
             cp = _cupy()
             w = cp.asarray(self.wd) if self.wd.shape[0] else None
             return gemm_stats(cp, cp.asarray(self.Xd), w, ep, cp.asnumpy)
@@ -425,6 +520,7 @@ class CUDAEngine(CPUEngine):
     def log_prob(self, ep, out):
         mode = OUTPUTS[out]
         n, D = self.n_samples, self.n_features
+        _check_features(ep.ct, D)
         K = ep.means.shape[0]
         means, pc, aux, log_det, log_w = (cuda.to_device(np.ascontiguousarray(a)) for a in ep)
         estep = kern.estep(ep.ct, D)

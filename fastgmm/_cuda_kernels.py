@@ -212,14 +212,16 @@ def _build_accum(D, EPT):
 
 @cuda.jit
 def reduce_tiles(partial, ntiles, out):
-    """out[k, e] = sum over tiles t < ntiles of partial[t, k, e], in tile order."""
+    """out[k, e] += partial[t, k, e] for the tiles t < ntiles, one after the other
+    (the running total of a pass's launches: the same sequence of additions however
+    the tiles are cut into launches)."""
     q = cuda.grid(1)
     K, E = out.shape
     if q >= K * E:
         return
     k = q // E
     e = q - k * E
-    s = 0.0
+    s = out[k, e]
     for t in range(ntiles):
         s += partial[t, k, e]
     out[k, e] = s
@@ -307,8 +309,9 @@ def km_update(X, xmean, closest, c, first):
 @cuda.jit
 def km_scan(closest, w, tiles, bases, targets, out):
     """For target c: the first row i of tile tiles[c] where bases[c] plus the running
-    sum of w * closest over the tile reaches targets[c] (the tile's last row if
-    rounding keeps it short). One block a target; thread 0 scans shared memory."""
+    sum of w * closest over the tile reaches targets[c] (the tile's last row with a
+    positive term if rounding keeps it short: never a row that cannot be drawn).
+    One block a target; thread 0 scans shared memory."""
     c = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     buf = cuda.shared.array(TILE, float64)
@@ -321,13 +324,17 @@ def km_scan(closest, w, tiles, bases, targets, out):
     cuda.syncthreads()
     if tid == 0:
         s = bases[c]
-        found = stop - 1
+        found = -1
+        last = stop - 1  # rounding short of the target: the last row that weighs
         for i in range(start, stop):
-            s += buf[i - start]
+            v = buf[i - start]
+            s += v
+            if v > 0.0:
+                last = i
             if s >= targets[c]:
                 found = i
                 break
-        out[c] = found
+        out[c] = last if found < 0 else found
 
 
 @cuda.jit
@@ -403,6 +410,14 @@ def all_finite(X, flags):
             flags[0] = 1
         elif v == math.inf or v == -math.inf:
             flags[1] = 1
+
+
+@cuda.jit
+def cast_f64(X, out):
+    """out = X as float64 (integer device arrays, as scikit-learn converts them)."""
+    i, a = cuda.grid(2)
+    if i < X.shape[0] and a < X.shape[1]:
+        out[i, a] = X[i, a]
 
 
 @cuda.jit
