@@ -96,16 +96,12 @@ def test_gemm_pass_tight_components_far_apart():
     matrix-product pass are the CPU engine's (summing about the common shift lost
     5 % here). 'tied' is left out: its pooled scatter is scikit-learn's X^T X form,
     as ill-conditioned here in both engines."""
-    covariance_type = "full"
     rng = np.random.RandomState(0)
     X = np.concatenate([rng.normal(-1e4, 1e-3, (80, 3)), rng.normal(1e4, 1e-3, (70, 3))])
-    K = 2
     means = np.array([X[:80].mean(0), X[80:].mean(0)])
     cov = np.stack([np.cov(X[:80].T), np.cov(X[80:].T)])
-    if covariance_type == "tied":
-        cov = (cov[0] * 80 + cov[1] * 70) / 150
-    pc = compute_precision_cholesky(cov, covariance_type)
-    ep = estep_params(np.array([80, 70]) / 150, means, pc, COV_CODES[covariance_type])
+    pc = compute_precision_cholesky(cov, "full")
+    ep = estep_params(np.array([80, 70]) / 150, means, pc, COV_CODES["full"])
     from fastgmm._mstep import estimate_gaussian_parameters
 
     eps = np.finfo(np.float64).eps
