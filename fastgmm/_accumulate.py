@@ -30,6 +30,7 @@ from ._estep import (FULL, TIED, TILE_BLOCK, block_log_prob_diag, block_log_prob
                      block_log_prob_tiles, block_log_prob_tied, block_resp, centre_block,
                      load_block, whitened_chunk)
 from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner
+from ._small import acc_full_small, lp_full_small
 
 MODE_EM, MODE_RESP, MODE_LABELS = 0, 1, 2
 # the tiled EM pass keeps a block's whitened rows for its statistics up to this many
@@ -312,7 +313,7 @@ _KERNELS = {}
 _KERNELS_LOCK = threading.Lock()  # one build of each, whatever the threads
 
 
-def stats_kernel(ct, tiled, mode):
+def stats_kernel(ct, tiled, mode, dsmall=0):
     """The serial statistics pass for one covariance type, path and mode. Called
     as ``kernel(X, w, row0, row1, R, labels, means, pc, aux, log_det, log_w, shift,
     gshift, ucat, muu, nk, s1, s2, ll, t, T)``: chunks t, t + T, ... of rows
@@ -320,15 +321,16 @@ def stats_kernel(ct, tiled, mode):
     s2[c], ll[c] (zeroed by the caller). Empty ``w``: unit weights. X may be of
     any dtype and layout (a memmap, Fortran order, integers): each block is
     converted as it is read."""
-    key = (ct, bool(tiled), mode)
+    key = (ct, bool(tiled), mode, int(dsmall))
     with _KERNELS_LOCK:
         if key not in _KERNELS:
             _KERNELS[key] = _build_stats_chunks(*key)
         return _KERNELS[key]
 
 
-def _build_stats_chunks(ct, tiled, mode):
+def _build_stats_chunks(ct, tiled, mode, dsmall):
     CT, TL, MODE = ct, int(bool(tiled)), mode  # constants: untaken branches never compile
+    DS = int(dsmall) if mode == MODE_EM else 0  # 'full' with DS features: unrolled E-step
     STAMP = SOURCE_STAMP  # in the cache key: an edit of a helper's file recompiles
 
     @jit()
@@ -382,7 +384,9 @@ def _build_stats_chunks(ct, tiled, mode):
                 else:
                     load_block(X, start, stop, XT)
                     if MODE == MODE_EM:
-                        if CT == FULL:
+                        if CT == FULL and DS > 0:
+                            lp_full_small(DS, XT, B, means, pc, log_det, log_w, RB)
+                        elif CT == FULL:
                             block_log_prob_full(XT, B, means, pc, log_det, log_w, RB, D, lse,
                                                  mx)
                         elif CT == TIED:
@@ -410,6 +414,8 @@ def _build_stats_chunks(ct, tiled, mode):
                         _block_accumulate_tiles(Xc, B, wb, RB, centre, nk[c], s1[c], s2[c],
                                                 np.empty((d, B)), np.empty((d, B)),
                                                 np.empty(B), np.empty(B), np.empty(d))
+                elif CT == FULL and DS > 0:
+                    acc_full_small(DS, XT, B, wb, RB, shift, nk[c], s1[c], s2[c], wr)
                 elif CT == FULL:
                     _block_accumulate_full(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], D, wr)
                 elif CT == TIED:

@@ -17,7 +17,7 @@ import numpy as np
 from . import _pool
 from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, whitened_to_shift
 from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, block_size, log_prob_kernel,
-                     tile_params, uses_tiles)
+                     small_d, tile_params, uses_tiles)
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
 from ._numba import n_chunks, work_dtype
 from ._stats import Stats, s2_shape
@@ -58,7 +58,7 @@ class CPUEngine:
             ep = (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)), np.zeros(K),
                   np.zeros(K))
         ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM)
-        kernel = stats_kernel(ct, tiled, mode)
+        kernel = stats_kernel(ct, tiled, mode, small_d(ct, d) if mode == MODE_EM else 0)
         flops = (row1 - row0) * d * (d if ct == FULL else 1) * (1 if mode == MODE_LABELS else K)
         T = _pool.threads_for(self.n_jobs, nch, flops)
 
@@ -142,7 +142,7 @@ class CPUEngine:
         out_resp = np.empty((n, K) if mode == OUT_RESP else (0, K))
         tiled = uses_tiles(ep.ct, d)
         ucat, muu = self._tile_args(ep, ep.gshift, tiled)
-        kernel = log_prob_kernel(ep.ct, tiled)
+        kernel = log_prob_kernel(ep.ct, tiled, small_d(ep.ct, d))
         nb = -(-n // block_size(ep.ct, d))
         T = _pool.threads_for(self.n_jobs, nb, n * K * d * (d if ep.ct == FULL else 1))
 

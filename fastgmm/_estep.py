@@ -28,6 +28,7 @@ import threading
 import numpy as np
 
 from ._numba import BLOCK, SOURCE_STAMP, jit, jit_inner
+from ._small import LP_FULL, lp_full_small
 
 LOG_2PI = math.log(2.0 * math.pi)
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
@@ -42,6 +43,14 @@ OUT_LSE, OUT_LABEL, OUT_RESP = 0, 1, 2
 def uses_tiles(ct, n_features):
     """'full' covariances with d >= TILE_MIN_D run on the BLAS-tiled kernels."""
     return ct == FULL and n_features >= TILE_MIN_D
+
+
+def small_d(ct, n_features):
+    """The number of features a 'full' kernel is built for (its log-densities
+    unrolled, ``_small``), or 0: the generic loops (other types, the tiled path)."""
+    if ct == FULL and 0 < n_features < len(LP_FULL) and not uses_tiles(ct, n_features):
+        return n_features
+    return 0
 
 
 def block_size(ct, n_features):
@@ -279,23 +288,25 @@ _KERNELS = {}
 _KERNELS_LOCK = threading.Lock()  # one build of each, whatever the threads
 
 
-def log_prob_kernel(ct, tiled):
+def log_prob_kernel(ct, tiled, dsmall=0):
     """The serial pass of ``predict`` / ``predict_proba`` / ``score_samples`` for
-    one covariance type and path; blocks t, t + T, ... of the rows (``_pool``):
+    one covariance type and path (and for small 'full' models their number of
+    features, ``small_d``); blocks t, t + T, ... of the rows (``_pool``):
 
     mode OUT_LSE:   out_lse[i] = log p(x_i)
     mode OUT_LABEL: out_label[i] = argmax_k log pi_k + log N(x_i | k)
     mode OUT_RESP:  out_resp[i, k] = responsibilities, and out_lse
     """
-    key = (ct, bool(tiled))
+    key = (ct, bool(tiled), int(dsmall))
     with _KERNELS_LOCK:
         if key not in _KERNELS:
             _KERNELS[key] = _build_log_prob_blocks(*key)
         return _KERNELS[key]
 
 
-def _build_log_prob_blocks(ct, tiled):
+def _build_log_prob_blocks(ct, tiled, dsmall):
     CT, TL = ct, int(bool(tiled))  # constants of the closure: untaken branches never compile
+    DS = int(dsmall)  # 'full' with DS features: the unrolled kernel (_small)
     STAMP = SOURCE_STAMP  # in the cache key: an edit of a helper's file recompiles
 
     @jit()
@@ -323,7 +334,9 @@ def _build_log_prob_blocks(ct, tiled):
                 block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP, Z, Ys)
             else:
                 load_block(X, start, stop, XT)
-                if CT == FULL:
+                if CT == FULL and DS > 0:
+                    lp_full_small(DS, XT, B, means, pc, log_det, log_w, LP)
+                elif CT == FULL:
                     block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, lse, mx)
                 elif CT == TIED:
                     block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, lse, mx)

@@ -114,7 +114,7 @@ def test_an_edit_of_a_helpers_file_recompiles_the_passes_that_call_it(tmp_path):
         X = np.random.RandomState(0).normal(size=(600, 2))
         fastgmm.GaussianMixture(2, covariance_type="diag", init_params="random",
                                 random_state=0, max_iter=2).fit(X)
-        k = _accumulate._KERNELS[(2, False, 0)]
+        k = _accumulate._KERNELS[(2, False, 0, 0)]
         print(len(k.stats.cache_misses), len(k.stats.cache_hits))
     """ % (str(tmp_path), str(tmp_path)))
 

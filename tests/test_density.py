@@ -52,3 +52,38 @@ def test_density_with_given_parameters_matches_scipy(covariance_type):
     cov = np.linalg.inv(p) if covariance_type in ("full", "tied") else 1.0 / p
     ref = logsumexp(weighted_log_prob(X, w, m, cov, covariance_type), axis=1)
     np.testing.assert_allclose(gm.score_samples(X), ref, rtol=1e-9)
+
+
+def test_generated_small_kernels_are_up_to_date():
+    """fastgmm/_small.py is what ``python fastgmm/_small_gen.py`` writes."""
+    from fastgmm import _small_gen
+
+    assert _small_gen.path().read_text() == _small_gen.generate()
+
+
+@pytest.mark.parametrize("d", list(range(1, 17)))
+def test_full_density_and_statistics_every_small_d(d):
+    """Every unrolled 'full' size (1-15 features) and the first tiled one (16):
+    log-densities against scipy, the EM pass's statistics against a direct sum."""
+    from scipy.stats import multivariate_normal
+
+    from fastgmm._engine import CPUEngine
+    from fastgmm._estep import COV_CODES
+    from fastgmm._mstep import compute_precision_cholesky, estep_params
+
+    X = make_data(n=300, d=d, K=2, seed=d)
+    w = np.random.RandomState(d).uniform(0.5, 2.0, X.shape[0])
+    weights, means, prec = start_params(X, 2, "full", seed=d)
+    cov = np.linalg.inv(prec)
+    ep = estep_params(weights, means, compute_precision_cholesky(cov, "full"), COV_CODES["full"])
+    eng = CPUEngine(X, w)
+    lp = np.stack([np.log(weights[k]) + multivariate_normal(means[k], cov[k]).logpdf(X)
+                   for k in range(2)], axis=1)
+    np.testing.assert_allclose(eng.log_prob(ep, "lse"), logsumexp(lp, axis=1), rtol=1e-10)
+    R = np.exp(lp - logsumexp(lp, axis=1, keepdims=True)) * w[:, None]
+    st = eng.stats(ep).about(np.zeros(d), 1.0)
+    np.testing.assert_allclose(st.nk, R.sum(0), rtol=1e-10)
+    np.testing.assert_allclose(st.s1, R.T @ X, rtol=1e-10)
+    S = np.einsum("ik,ia,ib->kab", R, X, X)
+    np.testing.assert_allclose(st.s2, S, rtol=1e-9, atol=1e-9 * np.abs(S).max())
+    assert st.ll == pytest.approx(float(w @ logsumexp(lp, axis=1)), rel=1e-11)
