@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._bayesian_mixture import resp_entropy
 from ._estep import COV_CODES
-from ._base import check_n_samples, information_criteria
+from ._base import _host, check_n_samples, information_criteria
 from ._gaussian_mixture import GaussianMixture
 from ._validation import check_sample_weight
 
@@ -71,6 +71,9 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         Threads for the passes over X, as in :class:`fastgmm.GaussianMixture`.
     verbose : int, default=0
         1: a line per candidate.
+    device : {'cpu', 'cuda'}, default='cpu'
+        As in :class:`fastgmm.GaussianMixture`: 'cuda' (or X on a GPU) fits every
+        candidate on the GPU, on one engine.
 
     Attributes
     ----------
@@ -101,11 +104,12 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
                    Interval(numbers.Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
+        "device": [StrOptions({"cpu", "cuda"})],
     }
 
     def __init__(self, *, min_components=1, max_components=10, covariance_type="full",
                  criterion="bic", n_init=1, init_params="kmeans", max_iter=100, tol=1e-3,
-                 reg_covar=1e-6, random_state=None, n_jobs=None, verbose=0):
+                 reg_covar=1e-6, random_state=None, n_jobs=None, verbose=0, device="cpu"):
         self.min_components = min_components
         self.max_components = max_components
         self.covariance_type = covariance_type
@@ -118,12 +122,13 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.device = device
 
     def _candidate(self, k, ct, seed):
         return GaussianMixture(k, covariance_type=ct, n_init=self.n_init,
                                init_params=self.init_params, max_iter=self.max_iter,
                                tol=self.tol, reg_covar=self.reg_covar, random_state=seed,
-                               n_jobs=self.n_jobs)
+                               n_jobs=self.n_jobs, device=self.device)
 
     def fit(self, X, y=None, sample_weight=None):
         """Fit every candidate on X and keep the best by ``criterion``."""
@@ -142,8 +147,8 @@ class GaussianMixtureIC(DensityMixin, BaseEstimator):
         n, d = Xv.shape
         check_n_samples(n, self.max_components)
         names = getattr(probe, "feature_names_in_", None)
-        sw = check_sample_weight(sample_weight, n)
-        engine = probe._engine(Xv, sw)
+        sw = check_sample_weight(_host(sample_weight), n)
+        engine = probe._engine(Xv, sw)  # the CUDA engine for device='cuda' or GPU arrays
 
         rows = {key: [] for key in ("n_components", "covariance_type", "bic", "aic", "icl",
                                     "lower_bound", "n_iter", "converged", "fit_time")}

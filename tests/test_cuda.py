@@ -293,6 +293,24 @@ def test_bayesian_mixture_on_cuda():
                                      "degrees_of_freedom_"])
 
 
+def test_model_search_on_cuda():
+    """GaussianMixtureIC(device='cuda'): every candidate on the CUDA engine, the same
+    table and choice as on the CPU."""
+    from fastgmm import GaussianMixtureIC
+
+    X = make_data(n=120, d=2, K=2)
+    kw = dict(min_components=1, max_components=2, covariance_type="diag", max_iter=3,
+              random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = GaussianMixtureIC(**kw).fit(X)
+        b = GaussianMixtureIC(device="cuda", **kw).fit(cuda.to_device(X))
+    for key in ("bic", "aic", "icl", "lower_bound"):
+        np.testing.assert_allclose(b.results_[key], a.results_[key], rtol=1e-9, err_msg=key)
+    assert b.n_components_ == a.n_components_
+    assert b.best_estimator_.device == "cuda"
+
+
 def _gpu_arrays():
     """CuPy and PyTorch CUDA arrays, where a GPU and the library are there."""
     if SIM:
