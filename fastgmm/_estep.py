@@ -61,15 +61,27 @@ def block_size(ct, n_features):
 def load_block(X, start, stop, XT):
     """Rows [start, stop) of X (any dtype or layout), transposed into XT (d, B) as
     float64: the inner loops then run over contiguous rows and vectorise. From 16
-    features on, 16 rows at a time (a column of XT written a row at a time misses
-    the cache on every store: its rows are 2 KiB apart)."""
+    features on, by 8 x 8 tiles, whose constant loops LLVM turns into register
+    shuffles (a column of XT written a row at a time misses the cache on every
+    store: its rows are 2 KiB apart; 16 rows a feature at a time read X with a
+    stride: 7.6 ms for 100k x 32 on one core, the 8 x 8 tiles 3.2 ms)."""
     B, d = stop - start, X.shape[1]
     if d >= 16:
-        for i0 in range(0, B, 16):
-            i1 = min(i0 + 16, B)
+        i0 = 0
+        while i0 + 8 <= B:
+            a0 = 0
+            while a0 + 8 <= d:
+                for a in range(8):
+                    for i in range(8):
+                        XT[a0 + a, i0 + i] = X[start + i0 + i, a0 + a]
+                a0 += 8
+            for a in range(a0, d):
+                for i in range(8):
+                    XT[a, i0 + i] = X[start + i0 + i, a]
+            i0 += 8
+        for i in range(i0, B):
             for a in range(d):
-                for i in range(i0, i1):
-                    XT[a, i] = X[start + i, a]
+                XT[a, i] = X[start + i, a]
     else:  # a row at a time (reading X along its rows) is faster below 16 features
         for i in range(B):
             for a in range(d):
