@@ -49,7 +49,7 @@ PARTIAL_BYTES = 64 << 20  # a launch's per-tile partial sums at most
 MAX_FEATURES = {FULL: 256, TIED: 256, DIAG: 2047, SPHERICAL: 2047}
 GEMM_MIN_D = 16
 GEMM_CHUNK_BYTES = 512 << 20  # the largest temporary of a GEMM pass at most
-GEMM_SLAB = 4096  # rows of one product of a batch that sums over rows (``tall_tn``)
+GEMM_SLAB = 4096  # rows of a slab of the sums over rows (``tall_sum``)
 
 
 def _cupy():
@@ -224,27 +224,6 @@ def _entry_tables(ct, D):
     return EA, EB, np.array([len(t0), len(t1)], dtype=np.int64)
 
 
-def tall_tn(xp, A, B, slab=None):
-    """A^T B for tall A (m, p), B (m, q): a batched product over slabs of ``slab``
-    rows, the (p, q) slab products added in slab order. cuBLAS (through CuPy) runs
-    one long product A^T B with a small output on a few multiprocessors: measured on
-    an H200, 1M x 64 rows into a (64, 64) output took most of a 32 ms pass. The
-    slabs are a constant of the code, so the sums do not depend on the device."""
-    slab = GEMM_SLAB if slab is None else slab
-    m = A.shape[0]
-    s = m // slab
-    out = None
-    if s > 1:
-        a = A[:s * slab].reshape(s, slab, A.shape[1])
-        b = B[:s * slab].reshape(s, slab, B.shape[1])
-        out = xp.sum(xp.matmul(a.transpose(0, 2, 1), b), axis=0)
-    done = s * slab if s > 1 else 0
-    if done < m:
-        rest = A[done:].T @ B[done:]
-        out = rest if out is None else out + rest
-    return out
-
-
 def tall_sum(xp, A, slab=None):
     """The column sums of tall A (m, p) (or the sum of a vector), slab by slab then
     over the slabs, in a fixed order. CuPy reduces a long column in one block:
@@ -264,25 +243,6 @@ def tall_sum(xp, A, slab=None):
     return out[0] if vec else out
 
 
-def tall_tn_batched(xp, A, B, slab=None):
-    """For each k, A[:, k]^T B[:, k] of tall A (m, K, p), B (m, K, q): (K, p, q), by
-    slabs of rows as ``tall_tn``."""
-    slab = GEMM_SLAB if slab is None else slab
-    m, K, p = A.shape
-    q = B.shape[2]
-    s = m // slab
-    out = None
-    if s > 1:
-        a = A[:s * slab].reshape(s, slab, K, p).transpose(0, 2, 3, 1)
-        b = B[:s * slab].reshape(s, slab, K, q).transpose(0, 2, 1, 3)
-        out = xp.sum(xp.matmul(a, b), axis=0)
-    done = s * slab if s > 1 else 0
-    if done < m:
-        rest = xp.matmul(A[done:].transpose(1, 2, 0), B[done:].transpose(1, 0, 2))
-        out = rest if out is None else out + rest
-    return out
-
-
 def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     """The EM pass as matrix products in the array namespace ``xp`` (CuPy: cuBLAS;
     NumPy in the tests), float64 whatever X's dtype, chunk by chunk ('full' and
@@ -291,7 +251,7 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
 
     - 'full': Y = (X - g) [U_1 .. U_K] - [(mu_1 - g) U_1 ..] = the rows whitened by
       each component, centred on its mean, one product for all components; the
-      statistics summed in those coordinates (Z_k = r_k Y_k, Y_k^T Z_k by slabs)
+      statistics summed in those coordinates (Z_k = r_k Y_k, Y_k^T Z_k batched over k)
       and moved back to x coordinates about the means (``whitened_to_shift``, as
       the CPU's tiled path): no cancellation for tight components far from g;
     - 'tied': Y = (X - g) U, distances |Y - (mu_k - g) U|^2 from the differences;
@@ -346,12 +306,12 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
         if ct == FULL:
             Z = R[:, :, None] * Yk
             s1 += tall_sum(cp, Z.reshape(-1, K * d), slab).reshape(K, d)
-            s2 += tall_tn_batched(cp, Yk, Z, slab)
+            s2 += cp.matmul(Yk.transpose(1, 2, 0), Z.transpose(1, 0, 2))
             del Z, Y, Yk
         else:
-            s1 += tall_tn(cp, R, Xc, slab)
+            s1 += R.T @ Xc
             Xw = Xc if w is None else Xc * wc
-            s2[0, :d] += tall_tn(cp, Xw, Xc, slab)
+            s2[0, :d] += Xw.T @ Xc
             s2[0, d] += tall_sum(cp, Xw, slab)
     nk, s1, s2 = to_host(nk), to_host(s1), to_host(s2)
     if ct == FULL:  # whitened sums about each mean -> x coordinates about the means
@@ -427,14 +387,16 @@ class CUDAEngine(CPUEngine):
             self._bufs[name] = buf
         return buf
 
-    def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None):
+    def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None, unit=False):
         """Statistics of rows [rows) (all by default) about shift / gshift; ``R``
         (rows, K) host responsibilities of those rows; ``labels`` n labels (host or
-        device; K or more: none). Launches of whole tiles; each launch's tile sums
+        device; K or more: none); ``unit``: unit weights whatever the call's (the
+        k-means start's plain means and row counts). Launches of whole tiles; each launch's tile sums
         are added to the running totals in tile order (``reduce_tiles``), so the
         bits do not depend on how the rows are cut into launches."""
         D = self.n_features
         _check_features(ct, D)
+        w = self._buf("no_weights", (0,)) if unit else self.wd
         K = shift.shape[0]
         row0, row1 = (0, self.n_samples) if rows is None else rows
         nrows = row1 - row0
@@ -469,13 +431,13 @@ class CUDAEngine(CPUEngine):
             nt = _tiles(m)
             R_c = LP
             if mode == MODE_EM:
-                estep[_grid(m), kern.NT](self.Xd, row0 + c0, m, self.wd, means, pc, aux,
+                estep[_grid(m), kern.NT](self.Xd, row0 + c0, m, w, means, pc, aux,
                                          log_det, log_w, kern.M_EM, LP, lse,
                                          self._buf("no_labels", (0,), np.int32))
                 kern.tile_sums[nt, kern.NT](lse, m, ll_tiles, c0 // kern.TILE)
             elif mode == MODE_RESP:
                 R_c = LP[:, c0:c0 + m]
-            acc[(nt, Kc), kern.NT](self.Xd, row0 + c0, m, self.wd, R_c, lab_d,
+            acc[(nt, Kc), kern.NT](self.Xd, row0 + c0, m, w, R_c, lab_d,
                                     _ACCUM_MODE[mode], shift_d, gshift_d, EA, EB, ne,
                                     pooled_k, partial, 0)
             kern.reduce_tiles[_grid(Kc * E), kern.NT](partial, nt, out)
@@ -575,16 +537,10 @@ class _DeviceKMeans:
 
     def _mean(self):
         """X.mean(axis=0) (float64), from the statistics of one 1-component pass."""
-        e = self.e
         labels = cuda.to_device(np.zeros(self.n, dtype=np.int32))
         # unit weights: KMeans centres the data on its plain mean
-        saved = e.wd
-        e.wd = cuda.device_array(0, dtype=np.float64)
-        try:
-            st = e._pass(SPHERICAL, MODE_LABELS, None, np.zeros((1, self.d)),
-                         np.zeros(self.d), labels=labels)
-        finally:
-            e.wd = saved
+        st = self.e._pass(SPHERICAL, MODE_LABELS, None, np.zeros((1, self.d)),
+                          np.zeros(self.d), labels=labels, unit=True)
         return st.s1[0] / self.n
 
     def plusplus(self, K, random_state, xmean):
@@ -632,16 +588,9 @@ class _DeviceKMeans:
 
     def _sums(self, labels, K, xmean, unit=False):
         """Per cluster: the weighted sums of the centred rows and the weights."""
-        e = self.e
-        saved = e.wd
-        if unit:
-            e.wd = cuda.device_array(0, dtype=np.float64)
-        try:
-            shift = np.repeat(np.asarray(xmean, dtype=np.float64)[None], K, axis=0)
-            st = e._pass(SPHERICAL, MODE_LABELS, None, shift, np.zeros(self.d),
-                         labels=labels)
-        finally:
-            e.wd = saved
+        shift = np.repeat(np.asarray(xmean, dtype=np.float64)[None], K, axis=0)
+        st = self.e._pass(SPHERICAL, MODE_LABELS, None, shift, np.zeros(self.d),
+                          labels=labels, unit=unit)
         return st.s1, st.nk
 
     def fit(self, K, random_state):
