@@ -218,6 +218,36 @@ def test_kmeans_empty_cluster_relocation_and_warning():
     np.testing.assert_array_equal(nb, [50, 70])
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_relocation_equals_cpu(weighted):
+    """scikit-learn's empty-cluster relocation on the device: a cluster with no row
+    takes the rows farthest from their centres, as the CPU engine's does (the
+    duplicate-point test above ends with the same partition without it)."""
+    from fastgmm._kmeans import _relocate_empty_clusters
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(90, 2)) * rng.uniform(0.5, 3.0, (90, 1))
+    sw = rng.uniform(0.5, 2.0, 90) if weighted else None
+    xmean = X.mean(axis=0)
+    centers = np.array([[-1.0, 0.0], [1.0, 0.5], [40.0, 40.0], [-40.0, 40.0]])
+    labels = np.argmin((((X - xmean)[:, None, :] - centers[None]) ** 2).sum(axis=2), axis=1)
+    assert set(labels) == {0, 1}  # clusters 2 and 3 empty
+    w = np.ones(90) if sw is None else sw
+    sums = np.stack([((X - xmean) * w[:, None])[labels == k].sum(0) for k in range(4)])
+    weights = np.array([w[labels == k].sum() for k in range(4)])
+    a_sums, a_w = sums.copy(), weights.copy()
+    _relocate_empty_clusters(X, xmean, np.zeros(0) if sw is None else sw, centers, a_sums,
+                             a_w, labels.astype(np.uint8))
+    engine = CUDAEngine(X, sw)
+    b_sums, b_w = sums.copy(), weights.copy()
+    _cuda._DeviceKMeans(engine)._relocate(centers, b_sums, b_w,
+                                          cuda.to_device(labels.astype(np.int32)),
+                                          cuda.to_device(xmean))
+    assert np.count_nonzero(a_w == 0) == 0  # the CPU engine moved rows into both
+    np.testing.assert_allclose(b_sums, a_sums, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(b_w, a_w, rtol=1e-12)
+
+
 def test_device_array_input_stays_on_device():
     """A device array is fitted where it is (whatever ``device`` says), unchanged,
     to the same model as its host copy; predictions take device arrays too."""
