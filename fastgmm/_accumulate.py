@@ -82,9 +82,8 @@ def _block_accumulate_full(XT, B, wb, R, shift, nk, s1, s2, D, wr):
 
 
 @jit_inner()
-def _block_accumulate_diag(XT, B, wb, R, shift, nk, s1, s2, wr, tied):
-    """First and second moments in one sweep, no D ('diag', 'spherical'; with
-    ``tied`` the first moments only)."""
+def _block_first_moments(XT, B, wb, R, shift, nk, s1, wr):
+    """nk and the first moments only ('tied': its scatter is pooled)."""
     K, d = shift.shape
     for k in range(K):
         tot = _weights_of(wb, R, k, B, wr)
@@ -94,15 +93,92 @@ def _block_accumulate_diag(XT, B, wb, R, shift, nk, s1, s2, wr, tied):
         for a in range(d):
             c = shift[k, a]
             acc = 0.0
-            acc2 = 0.0
             for i in range(B):
-                v = XT[a, i] - c
-                t = wr[i] * v
-                acc += t
-                acc2 += t * v
+                acc += wr[i] * (XT[a, i] - c)
             s1[k, a] += acc
-            if not tied:
-                s2[k, 0, a] += acc2
+
+
+@jit_inner()
+def _block_accumulate_diag(XT, B, wb, R, shift, nk, s1, s2, W):
+    """'diag' and 'spherical': first and second moments of two components and two
+    features a sweep of the rows (each x and each weight loaded once for all the
+    sums it enters: 2.7 against 2.3 ms for 100k x 32, K = 16, on one core); W (2, B)
+    is scratch for the pair's weights."""
+    K, d = shift.shape
+    for k0 in range(0, K, 2):
+        two = k0 + 1 < K
+        k1 = k0 + 1 if two else k0
+        t0 = 0.0
+        for i in range(B):
+            v = wb[i] * R[k0, i]
+            W[0, i] = v
+            t0 += v
+        t1 = 0.0
+        if two:
+            for i in range(B):
+                v = wb[i] * R[k1, i]
+                W[1, i] = v
+                t1 += v
+        else:
+            for i in range(B):
+                W[1, i] = 0.0
+        nk[k0] += t0
+        if two:
+            nk[k1] += t1
+        if t0 == 0.0 and t1 == 0.0:
+            continue
+        j = 0
+        while j + 2 <= d:
+            a0, a1, b0, b1 = shift[k0, j], shift[k0, j + 1], shift[k1, j], shift[k1, j + 1]
+            s10 = s11 = s20 = s21 = 0.0
+            r10 = r11 = r20 = r21 = 0.0
+            for i in range(B):
+                x0, x1 = XT[j, i], XT[j + 1, i]
+                w0, w1 = W[0, i], W[1, i]
+                u0 = x0 - a0
+                u1 = x1 - a1
+                v0 = x0 - b0
+                v1 = x1 - b1
+                e0 = w0 * u0
+                e1 = w0 * u1
+                f0 = w1 * v0
+                f1 = w1 * v1
+                s10 += e0
+                s11 += e1
+                s20 += e0 * u0
+                s21 += e1 * u1
+                r10 += f0
+                r11 += f1
+                r20 += f0 * v0
+                r21 += f1 * v1
+            s1[k0, j] += s10
+            s1[k0, j + 1] += s11
+            s2[k0, 0, j] += s20
+            s2[k0, 0, j + 1] += s21
+            if two:
+                s1[k1, j] += r10
+                s1[k1, j + 1] += r11
+                s2[k1, 0, j] += r20
+                s2[k1, 0, j + 1] += r21
+            j += 2
+        if j < d:
+            a0, b0 = shift[k0, j], shift[k1, j]
+            s10 = s20 = r10 = r20 = 0.0
+            for i in range(B):
+                x0 = XT[j, i]
+                u0 = x0 - a0
+                v0 = x0 - b0
+                e0 = W[0, i] * u0
+                f0 = W[1, i] * v0
+                s10 += e0
+                s20 += e0 * u0
+                r10 += f0
+                r20 += f0 * v0
+            s1[k0, j] += s10
+            s2[k0, 0, j] += s20
+            if two:
+                s1[k1, j] += r10
+                s2[k1, 0, j] += r20
 
 
 @jit_inner()
@@ -358,6 +434,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         ones = np.ones(bs)
         RB = np.empty((K, bs))
         lse, mx, wr = np.empty(bs), np.empty(bs), np.empty(bs)
+        W2 = np.empty((2, bs))
         scale = np.empty(bs, dtype=np.int64)
         XT = np.empty((d, bs))
         D = np.empty((d, bs))
@@ -392,7 +469,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                         elif CT == TIED:
                             block_log_prob_tied(XT, B, pc, aux, log_det, log_w, RB, D, lse, mx)
                         else:
-                            block_log_prob_diag(XT, B, means, aux, log_det, log_w, RB, mx)
+                            block_log_prob_diag(XT, B, means, aux, log_det, log_w, RB)
                 if MODE == MODE_EM:
                     block_resp(RB, B, lse, mx, scale)
                     for i in range(B):
@@ -419,10 +496,10 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                 elif CT == FULL:
                     _block_accumulate_full(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], D, wr)
                 elif CT == TIED:
-                    _block_accumulate_diag(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], wr, True)
+                    _block_first_moments(XT, B, wb, RB, shift, nk[c], s1[c], wr)
                     _scatter(XT, B, gshift, wb, D, s2[c, 0, d], s2[c, 0, :d])
                 else:
-                    _block_accumulate_diag(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], wr, False)
+                    _block_accumulate_diag(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], W2)
             ll[c] = acc_ll
 
     return stats_chunks

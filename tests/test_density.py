@@ -87,3 +87,41 @@ def test_full_density_and_statistics_every_small_d(d):
     S = np.einsum("ik,ia,ib->kab", R, X, X)
     np.testing.assert_allclose(st.s2, S, rtol=1e-9, atol=1e-9 * np.abs(S).max())
     assert st.ll == pytest.approx(float(w @ logsumexp(lp, axis=1)), rel=1e-11)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("d,K", [(1, 1), (2, 3), (3, 2), (5, 5), (7, 4), (20, 3)])
+def test_diagonal_density_and_statistics_pairs_and_remainders(covariance_type, d, K):
+    """The 'diag' / 'spherical' kernels work on two components and four (log-densities)
+    or two (moments) features a sweep: odd K, d not a multiple of 4 or 2, and a block
+    count and size that are not round, against scipy and a direct weighted sum."""
+    from scipy.stats import norm
+
+    from fastgmm._engine import CPUEngine
+    from fastgmm._estep import COV_CODES
+    from fastgmm._mstep import compute_precision_cholesky, estep_params
+
+    X = make_data(n=601, d=d, K=K, seed=10 * d + K)
+    w = np.random.RandomState(d).uniform(0.5, 2.0, X.shape[0])
+    rng = np.random.RandomState(K)
+    weights = rng.uniform(0.5, 1.5, K)
+    weights /= weights.sum()
+    means = X[rng.choice(X.shape[0], K, replace=False)] + rng.normal(0, 0.1, (K, d))
+    if covariance_type == "diag":
+        var = rng.uniform(0.3, 3.0, (K, d))
+        cov = var
+    else:
+        cov = rng.uniform(0.3, 3.0, K)
+        var = np.repeat(cov[:, None], d, axis=1)
+    ep = estep_params(weights, means, compute_precision_cholesky(cov, covariance_type),
+                      COV_CODES[covariance_type])
+    eng = CPUEngine(X, w)
+    lp = np.stack([np.log(weights[k]) + norm.logpdf(X, means[k], np.sqrt(var[k])).sum(axis=1)
+                   for k in range(K)], axis=1)
+    np.testing.assert_allclose(eng.log_prob(ep, "lse"), logsumexp(lp, axis=1), rtol=1e-10)
+    R = np.exp(lp - logsumexp(lp, axis=1, keepdims=True)) * w[:, None]
+    st = eng.stats(ep).about(np.zeros(d), 1.0)
+    np.testing.assert_allclose(st.nk, R.sum(0), rtol=1e-10)
+    np.testing.assert_allclose(st.s1, R.T @ X, rtol=1e-10, atol=1e-10 * np.abs(R.T @ X).max())
+    np.testing.assert_allclose(st.s2[:, 0, :], R.T @ (X * X), rtol=1e-10)
+    assert st.ll == pytest.approx(float(w @ logsumexp(lp, axis=1)), rel=1e-11)
