@@ -2,12 +2,14 @@
 
     python bench/report.py            # everything (about 20 minutes on 2 cores)
     python bench/report.py --quick    # shapes shrunk 100x, to check the script itself
+    python bench/report.py --peers-python /path/to/venv/bin/python   # peers in another venv
 
 The report holds, from one run on one machine: the pytest-benchmark groups as a
 table of times and speed-ups (scikit-learn / fastgmm), the peak memory of each
 side's fit beyond the input, the machine's matrix-product rate and the GFLOP/s of
-the large-d 'full' EM pass, the cold start (first compile and cache load), and
-thread scaling.
+the large-d 'full' EM pass, the cold start (first compile and cache load), thread
+scaling, and seconds per EM iteration against the CPU peers (``peers.py``: gmmx and
+pomegranate, each library in a process of its own).
 """
 
 import argparse
@@ -302,6 +304,9 @@ def main(argv=None):
     parser.add_argument("-k", dest="select", default="")
     parser.add_argument("--skip-pytest", action="store_true",
                         help="reuse bench/results/benchmarks.json")
+    parser.add_argument("--peers-python", default=sys.executable,
+                        help="the interpreter that has the 'peers' extra (gmmx, pomegranate) "
+                             "and fastgmm installed; bench/peers.py runs under it")
     args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     json_path = RESULTS / "benchmarks.json"
@@ -383,6 +388,12 @@ def main(argv=None):
             "A fresh process importing fastgmm and fitting 1000 x 2 with 3 components:\n",
             f"- empty kernel cache (the very first compile): {first:.1f} s",
             f"- warm on-disk cache: {warm:.2f} s\n"]
+
+    cmd = [args.peers_python, str(HERE / "peers.py"), "--out", str(RESULTS / "peers")]
+    subprocess.run(cmd + (["--quick"] if args.quick else []), check=True, cwd=ROOT)
+    peers_md = (RESULTS / "peers.md").read_text()
+    out += ["## Against the CPU peers (seconds per EM iteration, `bench/peers.py`)\n",
+            peers_md]
 
     chart(rows, RESULTS / "speedup.png")
     out.append("![speed-up by shape](speedup.png)\n")
