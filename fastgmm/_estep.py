@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from ._numba import BLOCK, SOURCE_STAMP, jit, jit_inner
+from ._numba import BLOCK, SOURCE_STAMP, jit, jit_exact_inner, jit_inner
 from ._small import LP_FULL, lp_full_small
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -254,6 +254,47 @@ def _exp_rows(LP, k, mx, B, scale):
         LP[k, i] *= s[i]
 
 
+# log by fdlibm's method (x = 2^k (1 + f), sqrt(2)/2 < 1 + f < sqrt(2), s = f / (2 + f),
+# log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)); error below 1 ulp), written so that the
+# loop over rows vectorises (libm's log does not: 1M logs took 8.8 ms on one core)
+_LG1, _LG2 = 6.666666666666735130e-01, 3.999999999940941908e-01
+_LG3, _LG4 = 2.857142874366239149e-01, 2.222219843214978396e-01
+_LG5, _LG6, _LG7 = 1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01
+_LN2_HI_LOG, _LN2_LO_LOG = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_MANT = (1 << 52) - 1
+
+
+@jit_exact_inner
+def _log_rows(x, B, mb):
+    """x[:B] = log(x[:B]); mb (int64, B) is scratch. Positive normal numbers by
+    fdlibm's polynomial (no fastmath: its compensated sums keep their order),
+    anything else (0, inf, NaN, subnormals) by libm for the whole block."""
+    for i in range(B):
+        v = x[i]
+        if not (v >= 2.2250738585072014e-308 and v < np.inf):
+            for j in range(B):
+                x[j] = math.log(x[j])
+            return
+    xb = x.view(np.int64)
+    for i in range(B):
+        b = xb[i]
+        up = ((((b >> 32) & 0xFFFFF) + 0x95F64) & 0x100000) >> 20  # 1 + f >= ~sqrt(2)
+        mb[i] = (b & _MANT) | ((0x3FF ^ up) << 52)  # the mantissa in [sqrt(2)/2, sqrt(2))
+    m = mb.view(np.float64)
+    for i in range(B):
+        b = xb[i]
+        up = ((((b >> 32) & 0xFFFFF) + 0x95F64) & 0x100000) >> 20
+        k = np.float64((b >> 52) - 1023 + up)
+        f = m[i] - 1.0
+        s = f / (2.0 + f)
+        z = s * s
+        w = z * z
+        t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+        t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+        hfsq = 0.5 * f * f
+        x[i] = k * _LN2_HI_LOG - ((hfsq - (s * (hfsq + (t2 + t1)) + k * _LN2_LO_LOG)) - f)
+
+
 @jit_inner()
 def block_resp(LP, B, lse, mx, scale):
     """LP (K, B) -> responsibilities in place; lse[i] = log sum_k exp(LP[k, i]).
@@ -273,11 +314,15 @@ def block_resp(LP, B, lse, mx, scale):
         _exp_rows(LP, k, mx, B, scale)
         for i in range(B):
             lse[i] += LP[k, i]
+    inv = scale.view(np.float64)
     for i in range(B):
-        inv = 1.0 / lse[i]
-        for k in range(K):
-            LP[k, i] *= inv
-        lse[i] = mx[i] + math.log(lse[i])
+        inv[i] = 1.0 / lse[i]
+    for k in range(K):  # rows innermost: a row at a time strides by B through LP
+        for i in range(B):
+            LP[k, i] *= inv[i]
+    _log_rows(lse, B, scale)
+    for i in range(B):
+        lse[i] += mx[i]
 
 
 def tile_params(pc, means, gshift, dtype):
