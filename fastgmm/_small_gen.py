@@ -85,11 +85,28 @@ def _function(D):
     return "\n".join(L) + "\n"
 
 
+ACC_CAP = 16  # vector accumulators a sweep of the rows (the first sweep also has the d sums)
+
+
+def _groups(D):
+    """Rows a of the pairs (a, b >= a), grouped so that no sweep of the rows keeps
+    more than ACC_CAP sums (the first sweep also keeps the D first moments)."""
+    groups, cur, size = [], [], D
+    for a in range(D):
+        if cur and size + (D - a) > ACC_CAP:
+            groups.append(cur)
+            cur, size = [], 0
+        cur.append(a)
+        size += D - a
+    return groups + [cur]
+
+
 def _scatter(D):
     """The 'full' statistics of a block (``_accumulate._block_accumulate_full``),
     each row's moments unrolled: d + d (d + 1) / 2 sums a component, which LLVM
-    keeps as vector accumulators across the rows."""
-    pairs = [(a, b) for a in range(D) for b in range(a, D)]
+    keeps as vector accumulators across the rows, at most ACC_CAP a sweep of the
+    rows (with all 44 sums of d = 8 in one sweep the accumulators spill: one thread,
+    1M x 8, K = 16: 31 ms against 22.5 in three sweeps; d = 12: 83 against 53)."""
     L = ["@jit_inner()",
          f"def acc_full_{D}(XT, B, wb, R, shift, nk, s1, s2, wr):",
          "    K = shift.shape[0]",
@@ -103,16 +120,21 @@ def _scatter(D):
          "            continue",
          "        nk[k] += tot"]
     L += [f"        c{a} = shift[k, {a}]" for a in range(D)]
-    L += [f"        a{a} = 0.0" for a in range(D)]
-    L += [f"        q{a}_{b} = 0.0" for a, b in pairs]
-    L += ["        for i in range(B):",
-          "            w = wr[i]"]
-    L += [f"            y{a} = XT[{a}, i] - c{a}" for a in range(D)]
-    L += [f"            v{a} = w * y{a}" for a in range(D)]
-    L += [f"            a{a} += v{a}" for a in range(D)]
-    L += [f"            q{a}_{b} += v{a} * y{b}" for a, b in pairs]
-    L += [f"        s1[k, {a}] += a{a}" for a in range(D)]
-    L += [f"        s2[k, {a}, {b}] += q{a}_{b}" for a, b in pairs]
+    for g, rows in enumerate(_groups(D)):
+        pairs = [(a, b) for a in rows for b in range(a, D)]
+        first = list(range(D)) if g == 0 else []
+        ys = sorted({b for _, b in pairs} | set(first))
+        vs = sorted(set(rows) | set(first))
+        L += [f"        a{a} = 0.0" for a in first]
+        L += [f"        q{a}_{b} = 0.0" for a, b in pairs]
+        L += ["        for i in range(B):",
+              "            w = wr[i]"]
+        L += [f"            y{a} = XT[{a}, i] - c{a}" for a in ys]
+        L += [f"            v{a} = w * y{a}" for a in vs]
+        L += [f"            a{a} += v{a}" for a in first]
+        L += [f"            q{a}_{b} += v{a} * y{b}" for a, b in pairs]
+        L += [f"        s1[k, {a}] += a{a}" for a in first]
+        L += [f"        s2[k, {a}, {b}] += q{a}_{b}" for a, b in pairs]
     return "\n".join(L) + "\n"
 
 
