@@ -2,7 +2,8 @@
 
 ``LP_FULL[d]`` (d = 1 .. 15): log pi_k + log N(x_i | k) of a block of rows for
 'full' covariances with d features, as ``_estep.block_log_prob_full`` computes it,
-each row's triangular product unrolled into scalars.
+each row's triangular product unrolled into scalars; ``ACC_FULL[d]``: the block's
+statistics, as ``_accumulate._block_accumulate_full``, each row's moments unrolled.
 """
 
 import math
