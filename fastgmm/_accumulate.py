@@ -14,7 +14,10 @@ pass, which also returns the weighted log-likelihood), given ones (RESP: the
 'random' start) or hard labels (LABELS: the k-means and one-row starts; label K
 or more for none). The tiled 'full' path (d >= TILE_MIN_D) uses the common shift
 gshift for every k and, in the EM pass, sums in whitened coordinates
-(``whitened_to_shift`` moves them back).
+(``whitened_to_shift`` moves them back), or for float64 data whose rounding
+allows it (``_estep.quad_params``) by quadratic features (``_block_em_quad``):
+two products of the rows' features [y_a y_b, y_a, 1] instead of two d x d
+products a component.
 
 ``stats_kernel(ct, tiled, mode)`` builds the serial pass: chunk c (of a number
 fixed by the shape, ``_numba.n_chunks``) adds its blocks, in order, into slot c;
@@ -26,7 +29,8 @@ import threading
 
 import numpy as np
 
-from ._estep import (FULL, TIED, TILE_BLOCK, block_log_prob_diag, block_log_prob_full,
+from ._estep import (FULL, LOG_2PI, QUAD_ROWS, TIED, TILE_BLOCK, block_log_prob_diag,
+                     block_log_prob_full,
                      block_log_prob_tiles, block_log_prob_tied, block_resp, centre_block,
                      load_block, whitened_chunk)
 from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner
@@ -294,6 +298,77 @@ def _block_accumulate_tiles(Xc, B, wb, R, centre, nk, s1, s2, DT, WT, wr, wrt, t
 
 
 @jit_inner()
+def _quad_features(Xc, s0, Bs, F):
+    """F (d(d+1)/2 + d + 1, Bs): for rows s0 .. s0 + Bs of Xc (B, d), the rows
+    y_a y_b (a <= b, row by row), then y_a, then 1 (``_estep.quad_params``)."""
+    d = Xc.shape[1]
+    D2 = F.shape[0] - d - 1
+    for i in range(Bs):
+        for a in range(d):
+            F[D2 + a, i] = Xc[s0 + i, a]
+    f = 0
+    for a in range(d):
+        for b in range(a, d):
+            for i in range(Bs):
+                F[f, i] = F[D2 + a, i] * F[D2 + b, i]
+            f += 1
+    for i in range(Bs):
+        F[D2 + d, i] = 1.0
+
+
+@jit_inner()
+def _block_em_quad(Xc, B, wb, Wq, log_det, log_w, acc, F, LPq, G, lse, mx, scale):
+    """The float64 tiled 'full' EM block by quadratic features (``quad_params``),
+    QUAD_ROWS rows at a time: LP = Wq F + the constants (one product), the
+    responsibilities, then acc (K, len(phi)) += (w r) F^T (one product): the
+    sums of w r y_a y_b, w r y_a and w r about gshift. Returns the block's
+    weighted log-likelihood. F and LPq are scratch for QUAD_ROWS rows."""
+    K, d = Wq.shape[0], Xc.shape[1]
+    const = -0.5 * d * LOG_2PI
+    ll = 0.0
+    for s0 in range(0, B, QUAD_ROWS):
+        Bs = min(QUAD_ROWS, B - s0)
+        Fs, LP = F, LPq
+        if Bs != F.shape[1]:  # the data's last rows
+            Fs, LP = np.empty((F.shape[0], Bs)), np.empty((K, Bs))
+        _quad_features(Xc, s0, Bs, Fs)
+        np.dot(Wq, Fs, LP)
+        for k in range(K):
+            c0 = log_w[k] + log_det[k] + const
+            for i in range(Bs):
+                LP[k, i] += c0
+        block_resp(LP, Bs, lse, mx, scale)
+        for i in range(Bs):
+            if wb[s0 + i] != 0.0:
+                ll += wb[s0 + i] * lse[i]
+        for k in range(K):
+            for i in range(Bs):
+                LP[k, i] *= wb[s0 + i]
+        np.dot(LP, Fs.T, G)
+        for k in range(K):
+            for f in range(G.shape[1]):
+                acc[k, f] += G[k, f]
+    return ll
+
+
+@jit_inner()
+def _quad_to_stats(acc, nk, s1, s2):
+    """A chunk's quadratic-feature sums (``_block_em_quad``) into nk, s1, s2
+    (upper triangle) about gshift."""
+    K, d = s1.shape
+    D2 = acc.shape[1] - d - 1
+    for k in range(K):
+        nk[k] += acc[k, D2 + d]
+        for a in range(d):
+            s1[k, a] += acc[k, D2 + a]
+        f = 0
+        for a in range(d):
+            for b in range(a, d):
+                s2[k, a, b] += acc[k, f]
+                f += 1
+
+
+@jit_inner()
 def _move_stats(n, t, S, e, s1row, s2mat):
     """Statistics about a centre (n, t = sum w D, S = sum w D D^T, full or upper)
     added to those about a shift, the centre minus the shift being e:
@@ -449,6 +524,11 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         for k in range(K):
             for a in range(d):
                 centre[k, a] = shift[k, a] - gshift[a]
+        # float64 tiled EM by quadratic features: aux holds their weights (quad_params)
+        quad = TL == 1 and MODE == MODE_EM and aux.shape[0] > 0
+        nq = aux.shape[1] if quad else 0
+        F, LPq = np.empty((nq, QUAD_ROWS)), np.empty((K if quad else 0, QUAD_ROWS))
+        G, qacc = np.empty((K if quad else 0, nq)), np.zeros((K if quad else 0, nq))
         for c in range(t, nch, T):
             b0, b1 = block_range(c, nb, nch)
             acc_ll = 0.0
@@ -457,6 +537,12 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                 stop = min(row1, start + bs)
                 B = stop - start
                 wb = ones[:B] if unit else w[start:stop]
+                if TL == 1 and quad:
+                    Xq = np.empty((B, d))
+                    centre_block(X, start, stop, gshift, Xq)
+                    acc_ll += _block_em_quad(Xq, B, wb, aux, log_det, log_w, qacc, F, LPq, G,
+                                             lse, mx, scale)
+                    continue
                 if TL == 1:
                     Xc = np.empty((B, d), dtype=ucat.dtype)
                     centre_block(X, start, stop, gshift, Xc)
@@ -507,6 +593,9 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                     _scatter(XT, B, gshift, wb, D, s2[c, 0, d], s2[c, 0, :d])
                 else:
                     _block_accumulate_diag(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], W2)
+            if quad:
+                _quad_to_stats(qacc, nk[c], s1[c], s2[c])
+                qacc[:] = 0.0
             ll[c] = acc_ll
 
     return stats_chunks

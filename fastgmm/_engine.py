@@ -17,7 +17,7 @@ import numpy as np
 from . import _pool
 from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, whitened_to_shift
 from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, block_size, log_prob_kernel,
-                     small_d, tile_params, uses_tiles)
+                     quad_params, small_d, tile_params, uses_tiles)
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
 from ._numba import n_chunks, work_dtype
 from ._stats import Stats, s2_shape
@@ -57,7 +57,12 @@ class CPUEngine:
         if ep is None:  # no E-step: placeholders of the right types
             ep = (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)), np.zeros(K),
                   np.zeros(K))
-        ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM)
+        quad = None
+        if tiled and mode == MODE_EM and self.dtype == np.float64:
+            quad = quad_params(ep[1], ep[0], gshift)
+        if quad is not None:  # the quadratic-feature products: their weights as aux
+            ep = tuple(ep)[:2] + (quad,) + tuple(ep)[3:]
+        ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM and quad is None)
         kernel = stats_kernel(ct, tiled, mode, small_d(ct, d) if mode == MODE_EM else 0)
         flops = (row1 - row0) * d * (d if ct == FULL else 1) * (1 if mode == MODE_LABELS else K)
         T = _pool.threads_for(self.n_jobs, nch, flops)
@@ -70,7 +75,7 @@ class CPUEngine:
             _pool.run_chunks(chunks, nch, nb, T)
             st = Stats(ct, nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0), float(ll.sum()),
                        shift, gshift)
-            if tiled and mode == MODE_EM:
+            if tiled and mode == MODE_EM and quad is None:
                 # the whitened sums back to x coordinates about the shift
                 s1x, s2x = np.zeros_like(st.s1), np.zeros_like(st.s2)
                 whitened_to_shift(st.nk, st.s1, st.s2, ep[1], ep[0], shift, s1x, s2x)

@@ -92,3 +92,75 @@ def test_one_step_tiled_full_kernel_matches_reference(dtype):
     np.testing.assert_allclose(fg.weights_, w1, **tol)
     np.testing.assert_allclose(fg.means_, m1, rtol=tol["rtol"], atol=tol["atol"] * 50)
     np.testing.assert_allclose(fg.covariances_, c1, **tol)
+
+
+def _em_pass_both_ways(X, sw, weights, means, covs, monkeypatch):
+    """One float64 'full' EM pass (d >= 16, the tiled path) by the quadratic
+    features where ``quad_params`` takes them, and by the whitened products."""
+    from fastgmm import _estep
+    from fastgmm._engine import CPUEngine
+    from fastgmm._estep import FULL
+    from fastgmm._mstep import compute_precision_cholesky, estep_params
+
+    pc = compute_precision_cholesky(covs, "full")
+    ep = estep_params(weights, means, pc, FULL)
+    eng = CPUEngine(X, sw)
+    took_quad = _estep.quad_params(ep.arrays[1], ep.means, ep.gshift) is not None
+    quad = eng.stats(ep)
+    monkeypatch.setattr(_estep, "QUAD_MAX_ERR", -1.0)
+    assert _estep.quad_params(ep.arrays[1], ep.means, ep.gshift) is None
+    whitened = eng.stats(ep)
+    monkeypatch.undo()
+    return took_quad, quad, whitened
+
+
+def _assert_same_stats(a, b, rtol):
+    for name in ("nk", "s1", "s2"):
+        x, y = getattr(a, name), getattr(b, name)
+        if name == "s2":
+            x, y = np.triu(x), np.triu(y)
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * np.abs(y).max(), err_msg=name)
+    assert a.ll == pytest.approx(b.ll, rel=rtol)
+
+
+@pytest.mark.parametrize("d,K", [(16, 3), (23, 5), (40, 2)])
+def test_quadratic_feature_pass_matches_the_whitened_pass(d, K, monkeypatch):
+    """float64 'full' from 16 features: the EM pass by quadratic features (one
+    product for the log-densities of all components, one for their statistics)
+    gives the whitened products' statistics; over several blocks, with a last
+    sub-block shorter than QUAD_ROWS, zero and fractional weights."""
+    X = make_data(n=1377, d=d, K=K, seed=d, offset=3.0)  # 2 x 512 + 353 rows
+    sw = np.random.RandomState(1).uniform(0, 2, size=X.shape[0])
+    sw[::7] = 0.0
+    rng = np.random.RandomState(2)
+    means = X[rng.choice(X.shape[0], K, replace=False)]
+    A = rng.normal(size=(K, d, d)) * 0.2 + np.eye(d)
+    covs = np.matmul(np.swapaxes(A, 1, 2), A) * np.cov(X.T).diagonal().mean()
+    weights = rng.dirichlet(np.ones(K))
+    took_quad, quad, whitened = _em_pass_both_ways(X, sw, weights, means, covs, monkeypatch)
+    assert took_quad
+    _assert_same_stats(quad, whitened, rtol=1e-10)
+
+
+@pytest.mark.parametrize("noise", [1e-1, 1e-3, 1e-5])
+@pytest.mark.parametrize("offset", [0.0, 300.0])
+def test_quadratic_features_only_where_their_rounding_is_small(noise, offset, monkeypatch):
+    """Rank-2 data in 20 features plus noise: the smaller the noise (the more the
+    quadratic features' terms cancel), the larger their rounding. Where
+    ``quad_params`` takes them, the pass agrees with the whitened one to 1e-7; the
+    well-conditioned case takes them, the most cancelling is left to the whitened
+    path (with the bound lifted it would not agree: checked by hand)."""
+    rng = np.random.RandomState(0)
+    n, d = 3000, 20
+    Z = rng.normal(size=(n, 2)) @ rng.normal(size=(2, d)) * 3 + offset
+    labels = rng.randint(0, 2, size=n)
+    Z += labels[:, None] * 10 + noise * rng.normal(size=(n, d))
+    means = np.stack([Z[labels == k].mean(axis=0) for k in range(2)])
+    covs = np.stack([np.cov(Z[labels == k].T) for k in range(2)])
+    took_quad, quad, whitened = _em_pass_both_ways(Z, None, np.array([0.5, 0.5]), means, covs,
+                                                   monkeypatch)
+    if noise == 1e-1:
+        assert took_quad
+    if noise == 1e-5:
+        assert not took_quad
+    _assert_same_stats(quad, whitened, rtol=1e-7)
