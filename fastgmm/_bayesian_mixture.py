@@ -47,26 +47,36 @@ def _log_wishart_norm(degrees_of_freedom, log_det_precisions_chol, n_features):
     )
 
 
+SHIFT_ROWS = 64  # rows whose mean centres the one-pass scatter of ``data_moments``
+
+
 def data_moments(engine, need_scatter, ct):
     """The weighted mean of the rows and, where ``need_scatter``, their scatter
     about it (a (d, d) matrix for 'full' / 'tied', its diagonal otherwise), from
-    one-component passes of the engine (no copy of X; memmaps and Dask alike): a
-    pass for the mean, a second about the mean for the scatter (shifted sums that
-    cannot cancel). With one component every responsibility is 1; the passes run
+    one-component passes of the engine (no copy of X; memmaps and Dask alike).
+    The scatter's pass is centred on the mean of SHIFT_ROWS evenly spaced rows
+    (a shift within a fraction of a standard deviation of the mean, so that the
+    shifted sums cannot cancel) and moved to the mean by exact algebra: one pass
+    for both. An engine without ``rows`` (Dask) runs a pass for the mean, then
+    one about it. With one component every responsibility is 1; the passes run
     the kernels of the model's own covariance type (nothing more to compile)."""
-    d = engine.n_features
+    d, n = engine.n_features, engine.n_samples
     pc = {FULL: np.eye(d)[None], TIED: np.eye(d), DIAG: np.ones((1, d)),
           SPHERICAL: np.ones(1)}[ct]
 
     def moments(centre):
         return engine.stats(estep_params(np.ones(1), centre[None, :], pc, ct))
 
-    st = moments(np.zeros(d))
-    mean = st.shift[0] + st.s1[0] / st.nk[0]
-    if not need_scatter:
-        return mean, None
-    st = moments(mean)
-    dm = st.s1 / st.nk[0]  # ~0: the residual of the first pass's rounding
+    if need_scatter and hasattr(engine, "rows"):
+        idx = np.unique(np.linspace(0, n - 1, min(n, SHIFT_ROWS)).astype(np.intp))
+        st = moments(engine.rows(idx).mean(axis=0))
+    else:
+        st = moments(np.zeros(d))
+        mean = st.shift[0] + st.s1[0] / st.nk[0]
+        if not need_scatter:
+            return mean, None
+        st = moments(mean)
+    dm = st.s1 / st.nk[0]  # the mean less the pass's centre
     scatter = st.scatter(dm, engine.wsum)  # about the mean (one component)
     return st.shift[0] + dm[0], scatter if ct == TIED else scatter[0]
 
