@@ -310,3 +310,24 @@ def test_warm_start_keeps_the_fitted_components_whatever_n_components_says():
         est.set_params(n_components=5).fit(X)
     assert est.means_.shape == (2, 2)
     assert est.degrees_of_freedom_ == pytest.approx(again.degrees_of_freedom_, rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("d", [3, 20])
+def test_default_priors_of_offset_sorted_data_as_numpy(covariance_type, d):
+    """The default mean and covariance priors come from one pass centred near the
+    mean (``data_moments``): on rows 1e6 away from the origin with a spread of
+    1e-2, sorted along a feature, they are numpy's mean and two-pass covariance."""
+    rng = np.random.RandomState(0)
+    X = 1e6 + 1e-2 * rng.normal(size=(3001, d)) @ (np.eye(d) + 0.3 * rng.normal(size=(d, d)))
+    X = X[np.argsort(X[:, 0])]
+    bgm = BayesianGaussianMixture(n_components=2, covariance_type=covariance_type,
+                                  max_iter=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        bgm.fit(X)
+    np.testing.assert_allclose(bgm.mean_prior_, X.mean(axis=0), rtol=1e-14)
+    cov = np.cov(X.T)
+    expected = {"full": cov, "tied": cov, "diag": np.diag(cov),
+                "spherical": np.diag(cov).mean()}[covariance_type]
+    np.testing.assert_allclose(bgm.covariance_prior_, expected, rtol=1e-9)
