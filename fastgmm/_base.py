@@ -65,6 +65,24 @@ def _streamable(X):
         X.flags.c_contiguous and X.dtype in (np.float32, np.float64))
 
 
+def _clean(X, estimator, reset):
+    """Whether scikit-learn's ``validate_data`` would hand X back as it is and
+    change nothing but ``n_features_in_`` / ``feature_names_in_``: a plain,
+    C-contiguous, native float32/float64 ndarray, finite, with enough rows and
+    features, and on a fitted model its number of features and no feature names.
+    Such X skips the generic checks (a fifth of a small fit's time); anything
+    else, errors included, goes through scikit-learn's."""
+    if (type(X) is not np.ndarray or X.ndim != 2 or not X.flags.c_contiguous
+            or X.dtype not in (np.float64, np.float32) or not X.dtype.isnative
+            or X.shape[0] < (2 if reset else 1) or X.shape[1] < 1):
+        return False
+    if not reset and ("feature_names_in_" in estimator.__dict__
+                      or getattr(estimator, "n_features_in_", None) != X.shape[1]):
+        return False
+    with np.errstate(all="ignore"):
+        return bool(np.isfinite(X.sum()))
+
+
 def _readonly(X):
     """A read-only view: one compiled kernel specialisation serves every input."""
     v = X.view()
@@ -141,6 +159,11 @@ class BaseMixture(DensityMixin, BaseEstimator):
             return Xd
         if getattr(self, "device", "cpu") == "cuda":
             _check_cuda()
+        if _clean(X, self, reset):
+            if reset:
+                self.n_features_in_ = X.shape[1]
+                self.__dict__.pop("feature_names_in_", None)
+            return _readonly(X)
         if _streamable(X):
             Xv = np.asarray(X)  # a memmap's buffer, as an ndarray: no copy
             # n_features_in_ / feature-name checks, on two rows

@@ -183,3 +183,28 @@ def test_pandas_feature_names_kept_as_sklearn_keeps_them():
         fg.predict(df.rename(columns={"a": "z"}))
     fg2 = GaussianMixture(2, random_state=0).fit(X)
     assert not hasattr(fg2, "feature_names_in_")
+
+
+def test_plain_arrays_skip_the_generic_checks_with_sklearns_outcomes():
+    """A C-contiguous finite float ndarray skips scikit-learn's generic validation
+    (``_base._clean``); what that validation does with it still happens: a refit
+    on an array drops the feature names, a wrong width, NaN or inf raise
+    scikit-learn's errors, and finite values whose sum overflows are accepted."""
+    X = make_data(n=300, d=3, K=2, seed=2)
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    fg = GaussianMixture(2, random_state=0).fit(df).fit(X)
+    sk = SkGaussianMixture(2, random_state=0).fit(df).fit(X)
+    assert not hasattr(fg, "feature_names_in_") and not hasattr(sk, "feature_names_in_")
+    assert fg.n_features_in_ == 3
+    bad = {"width": X[:, :2].copy(), "nan": X.copy(), "inf": X.copy()}
+    bad["nan"][5, 1] = np.nan
+    bad["inf"][7, 2] = -np.inf
+    for name, B in bad.items():
+        for call in ("predict", "score_samples") + (("fit",) if name != "width" else ()):
+            with pytest.raises(ValueError) as ours:
+                getattr(fg, call)(B)
+            with pytest.raises(ValueError) as theirs:
+                getattr(sk, call)(B)
+            assert str(ours.value) == str(theirs.value), (name, call)
+    huge = np.full((4, 3), 1e308)  # finite, but its sum is inf
+    assert np.array_equal(fg._validate_X(huge, reset=False), huge)
