@@ -77,3 +77,23 @@ def test_pipeline_and_grid_search():
 def test_methods_exist_like_sklearn(method):
     assert callable(getattr(GaussianMixture, method))
     assert callable(getattr(SkGaussianMixture, method))
+
+
+def test_parameter_names_are_each_classs_own():
+    """get_params reads the constructor's names once a class (``_get_param_names``
+    is cached): each class, a subclass with a parameter of its own included, still
+    gets its own, as scikit-learn's."""
+    from sklearn.base import BaseEstimator
+
+    from fastgmm import BayesianGaussianMixture
+
+    class Extended(GaussianMixture):
+        def __init__(self, n_components=1, *, extra=3, **kw):
+            super().__init__(n_components, **kw)
+            self.extra = extra
+
+    for cls in (GaussianMixture, BayesianGaussianMixture, Extended):
+        est = cls()
+        assert list(est.get_params()) == BaseEstimator._get_param_names.__func__(cls)
+    assert "extra" in Extended().get_params()
+    assert "extra" not in GaussianMixture().get_params()
