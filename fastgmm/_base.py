@@ -349,6 +349,11 @@ class BaseMixture(DensityMixin, BaseEstimator):
             # one row a component: each row is its component's mean
             labels = labels_of_rows(engine.n_samples, indices)
             guess = (engine.rows(indices), np.ones(K))
+            if self.covariance_type != "tied" and hasattr(engine, "subset"):
+                # no other row has a responsibility: the chosen rows' statistics
+                # alone, the same sums without a pass over X ('tied' pools X^T X)
+                chosen = np.unique(indices)
+                engine, labels = engine.subset(chosen), labels[chosen]
         return engine.given_stats(COV_CODES[self.covariance_type], K, labels=labels,
                                   resp_chunks=R_chunks, guess=guess)
 

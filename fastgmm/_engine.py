@@ -178,3 +178,11 @@ class CPUEngine:
 
     def rows(self, indices):
         return np.asarray(self.X[indices], dtype=np.float64)
+
+    def subset(self, indices):
+        """An engine on the rows ``indices`` alone (sorted, unique), in X's dtype
+        and read-only as X is (the kernels' compiled types stay those of X)."""
+        X = np.ascontiguousarray(self.X[indices])
+        X.flags.writeable = False
+        w = None if self.sample_weight is None else self.sample_weight[indices]
+        return CPUEngine(X, w, self.n_jobs)

@@ -102,3 +102,30 @@ def test_scalar_weight_is_uniform():
     a = _fit(X, 3.0, "full", n_components=2, random_state=0, init_params="random")
     b = _fit(X, None, "full", n_components=2, random_state=0, init_params="random")
     _same(a, b, rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+@pytest.mark.parametrize("d", [3, 20])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_start_from_the_chosen_rows_equals_the_pass_over_all(covariance_type, d, dtype):
+    """'random_from_data' (and 'k-means++'): only the chosen rows have a
+    responsibility, so the start's statistics come from them alone (an engine on
+    those rows); they are bitwise those of the pass over all rows, weights (one
+    chosen row weightless) and the tiled path (d = 20) included."""
+    from fastgmm._base import COV_CODES
+    from fastgmm._engine import CPUEngine
+    from fastgmm._kmeans import labels_of_rows, rows_from_data
+
+    X = make_data(n=2000, d=d, K=3, seed=5).astype(dtype)
+    K = 5
+    idx = rows_from_data(np.random.RandomState(3), X.shape[0], K)
+    sw = np.random.RandomState(4).uniform(0.5, 2.0, size=X.shape[0])
+    sw[idx[1]] = 0.0
+    eng = CPUEngine(X, sw)
+    gm = GaussianMixture(K, covariance_type=covariance_type, init_params="random_from_data")
+    st = gm._start_stats(eng, np.random.RandomState(3))
+    full = eng.given_stats(COV_CODES[covariance_type], K, labels=labels_of_rows(X.shape[0], idx),
+                           guess=(eng.rows(idx), np.ones(K)))
+    for name in ("nk", "s1", "s2", "shift", "gshift"):
+        assert np.array_equal(getattr(st, name), getattr(full, name)), name
+    assert st.ll == full.ll
