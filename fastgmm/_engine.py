@@ -17,7 +17,8 @@ import numpy as np
 from . import _pool
 from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, whitened_to_shift
 from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, block_size, log_prob_kernel,
-                     quad_params, small_d, tile_params, uses_tiles)
+                     quad_params, quad_pays, small_d, tile_params,
+                     uses_tiles)
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
 from ._numba import n_chunks, work_dtype
 from ._stats import Stats, s2_shape
@@ -58,7 +59,7 @@ class CPUEngine:
             ep = (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)), np.zeros(K),
                   np.zeros(K))
         quad = None
-        if tiled and mode == MODE_EM and self.dtype == np.float64:
+        if tiled and mode == MODE_EM and self.dtype == np.float64 and quad_pays(K, d):
             quad = quad_params(ep[1], ep[0], gshift)
         if quad is not None:  # the quadratic-feature products: their weights as aux
             ep = tuple(ep)[:2] + (quad,) + tuple(ep)[3:]

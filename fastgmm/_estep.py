@@ -342,6 +342,16 @@ def tile_params(pc, means, gshift, dtype):
     return ucat, muu
 
 
+def quad_pays(n_components, n_features):
+    """Whether the quadratic features (``quad_params``) beat the whitened products
+    for K components of d features: their fixed cost a row (building and packing
+    d(d+1)/2 features) pays from about K = (d - 20) / 4 on. Measured, EM pass on 2
+    threads, whitened / quadratic time: d = 16 and 24, 1.3-2.6x from K = 1; d = 32:
+    K = 2 1.76x, 3 0.87x, 4 1.04x; d = 40: K = 2 0.89x, 4 1.08x, 8 1.59x; d = 48:
+    K = 4 0.88x, 8 1.10x; d = 64: K = 8 0.91x, 12 1.18x, 16 1.32x, 32 1.85x."""
+    return 4 * n_components >= n_features - 20
+
+
 def quad_params(pc, means, gshift):
     """For float64 EM passes on the tiled 'full' path: the log-densities as ONE
     product of the rows' quadratic features with a weight per component. With
