@@ -29,8 +29,8 @@ import threading
 
 import numpy as np
 
-from ._estep import (FULL, LOG_2PI, QUAD_ROWS, TIED, TILE_BLOCK, block_log_prob_diag,
-                     block_log_prob_full,
+from ._estep import (FULL, QUAD_ROWS, TIED, TILE_BLOCK, block_log_prob_diag,
+                     block_log_prob_full, quad_log_prob,
                      block_log_prob_tiles, block_log_prob_tied, block_resp, centre_block,
                      load_block, whitened_chunk)
 from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner
@@ -298,45 +298,20 @@ def _block_accumulate_tiles(Xc, B, wb, R, centre, nk, s1, s2, DT, WT, wr, wrt, t
 
 
 @jit_inner()
-def _quad_features(Xc, s0, Bs, F):
-    """F (d(d+1)/2 + d + 1, Bs): for rows s0 .. s0 + Bs of Xc (B, d), the rows
-    y_a y_b (a <= b, row by row), then y_a, then 1 (``_estep.quad_params``)."""
-    d = Xc.shape[1]
-    D2 = F.shape[0] - d - 1
-    for i in range(Bs):
-        for a in range(d):
-            F[D2 + a, i] = Xc[s0 + i, a]
-    f = 0
-    for a in range(d):
-        for b in range(a, d):
-            for i in range(Bs):
-                F[f, i] = F[D2 + a, i] * F[D2 + b, i]
-            f += 1
-    for i in range(Bs):
-        F[D2 + d, i] = 1.0
-
-
-@jit_inner()
 def _block_em_quad(Xc, B, wb, Wq, log_det, log_w, acc, F, LPq, G, lse, mx, scale):
     """The float64 tiled 'full' EM block by quadratic features (``quad_params``),
     QUAD_ROWS rows at a time: LP = Wq F + the constants (one product), the
     responsibilities, then acc (K, len(phi)) += (w r) F^T (one product): the
     sums of w r y_a y_b, w r y_a and w r about gshift. Returns the block's
     weighted log-likelihood. F and LPq are scratch for QUAD_ROWS rows."""
-    K, d = Wq.shape[0], Xc.shape[1]
-    const = -0.5 * d * LOG_2PI
+    K = Wq.shape[0]
     ll = 0.0
     for s0 in range(0, B, QUAD_ROWS):
         Bs = min(QUAD_ROWS, B - s0)
         Fs, LP = F, LPq
         if Bs != F.shape[1]:  # the data's last rows
             Fs, LP = np.empty((F.shape[0], Bs)), np.empty((K, Bs))
-        _quad_features(Xc, s0, Bs, Fs)
-        np.dot(Wq, Fs, LP)
-        for k in range(K):
-            c0 = log_w[k] + log_det[k] + const
-            for i in range(Bs):
-                LP[k, i] += c0
+        quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, Fs, LP)
         block_resp(LP, Bs, lse, mx, scale)
         for i in range(Bs):
             if wb[s0 + i] != 0.0:

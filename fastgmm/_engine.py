@@ -21,6 +21,7 @@ from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, block_size, log_prob_ke
                      uses_tiles)
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
 from ._numba import n_chunks, work_dtype
+from ._mstep import EStep
 from ._stats import Stats, s2_shape
 
 OUTPUTS = {"lse": OUT_LSE, "label": OUT_LABEL, "resp": OUT_RESP}
@@ -58,9 +59,7 @@ class CPUEngine:
         if ep is None:  # no E-step: placeholders of the right types
             ep = (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)), np.zeros(K),
                   np.zeros(K))
-        quad = None
-        if tiled and mode == MODE_EM and self.dtype == np.float64 and quad_pays(K, d):
-            quad = quad_params(ep[1], ep[0], gshift)
+        quad = self._quad(ep, gshift, tiled and mode == MODE_EM)
         if quad is not None:  # the quadratic-feature products: their weights as aux
             ep = tuple(ep)[:2] + (quad,) + tuple(ep)[3:]
         ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM and quad is None)
@@ -82,6 +81,15 @@ class CPUEngine:
                 whitened_to_shift(st.nk, st.s1, st.s2, ep[1], ep[0], shift, s1x, s2x)
                 st.s1, st.s2 = s1x, s2x
         return st
+
+    def _quad(self, ep, gshift, tiled):
+        """The quadratic-feature weights (``_estep.quad_params``) where a tiled
+        float64 pass takes them (enough components, rounding within the bound),
+        else None."""
+        K, d = ep[0].shape
+        if tiled and self.dtype == np.float64 and quad_pays(K, d):
+            return quad_params(ep[1], ep[0], gshift)
+        return None
 
     def _tile_args(self, ep, gshift, needed):
         """``ucat``, ``muu`` for the tiled 'full' kernels; empty arrays of the work
@@ -147,7 +155,10 @@ class CPUEngine:
         out_label = np.empty(n if mode == OUT_LABEL else 0, dtype=np.int64)
         out_resp = np.empty((n, K) if mode == OUT_RESP else (0, K))
         tiled = uses_tiles(ep.ct, d)
-        ucat, muu = self._tile_args(ep, ep.gshift, tiled)
+        quad = self._quad(ep, ep.gshift, tiled)
+        ucat, muu = self._tile_args(ep, ep.gshift, tiled and quad is None)
+        if quad is not None:  # the quadratic-feature product: its weights as aux
+            ep = EStep(ep.ct, ep[0], ep[1], quad, ep[3], ep[4], ep.gshift)
         kernel = log_prob_kernel(ep.ct, tiled, small_d(ep.ct, d))
         nb = -(-n // block_size(ep.ct, d))
         T = _pool.threads_for(self.n_jobs, nb, n * K * d * (d if ep.ct == FULL else 1))

@@ -396,6 +396,40 @@ def quad_params(pc, means, gshift):
 
 
 @jit_inner()
+def quad_features(Xc, s0, Bs, F):
+    """F (d(d+1)/2 + d + 1, Bs): for rows s0 .. s0 + Bs of Xc (B, d), the rows
+    y_a y_b (a <= b, row by row), then y_a, then 1 (``quad_params``)."""
+    d = Xc.shape[1]
+    D2 = F.shape[0] - d - 1
+    for i in range(Bs):
+        for a in range(d):
+            F[D2 + a, i] = Xc[s0 + i, a]
+    f = 0
+    for a in range(d):
+        for b in range(a, d):
+            for i in range(Bs):
+                F[f, i] = F[D2 + a, i] * F[D2 + b, i]
+            f += 1
+    for i in range(Bs):
+        F[D2 + d, i] = 1.0
+
+
+@jit_inner()
+def quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, F, LP):
+    """log w_k + log N(x_i | k) of rows s0 .. s0 + Bs of Xc (centred on gshift)
+    into LP (K, Bs), by one product of the quadratic-feature weights Wq with the
+    rows' features F (filled here, kept for the statistics' product)."""
+    d = Xc.shape[1]
+    const = -0.5 * d * LOG_2PI
+    quad_features(Xc, s0, Bs, F)
+    np.dot(Wq, F, LP)
+    for k in range(Wq.shape[0]):
+        c0 = log_w[k] + log_det[k] + const
+        for i in range(Bs):
+            LP[k, i] += c0
+
+
+@jit_inner()
 def centre_block(X, start, stop, gshift, Xc):
     for i in range(stop - start):
         for a in range(X.shape[1]):
@@ -491,11 +525,27 @@ def _build_log_prob_blocks(ct, tiled, dsmall):
         lse, mx, scale = np.empty(bs), np.empty(bs), np.empty(bs, dtype=np.int64)
         XT = np.empty((d, bs))
         D = np.empty((d, bs))
+        # float64 tiled: by quadratic features where aux holds their weights (quad_params)
+        quad = TL == 1 and aux.shape[0] > 0
+        F = np.empty((aux.shape[1] if quad else 0, QUAD_ROWS))
+        LPq = np.empty((K if quad else 0, QUAD_ROWS))
         for b in range(t, nb, T):
             start = b * bs
             stop = min(n, start + bs)
             B = stop - start
-            if TL == 1:
+            if TL == 1 and quad:
+                Xq = np.empty((B, d))
+                centre_block(X, start, stop, gshift, Xq)
+                for s0 in range(0, B, QUAD_ROWS):
+                    Bs = min(QUAD_ROWS, B - s0)
+                    Fs, LPs = F, LPq
+                    if Bs != QUAD_ROWS:  # the data's last rows
+                        Fs, LPs = np.empty((F.shape[0], Bs)), np.empty((K, Bs))
+                    quad_log_prob(Xq, s0, Bs, aux, log_det, log_w, Fs, LPs)
+                    for k in range(K):
+                        for i in range(Bs):
+                            LP[k, s0 + i] = LPs[k, i]
+            elif TL == 1:
                 Xc = np.empty((B, d), dtype=ucat.dtype)
                 centre_block(X, start, stop, gshift, Xc)
                 Z = np.empty((0, ucat.shape[2], B), dtype=ucat.dtype)

@@ -173,3 +173,24 @@ def test_vectorised_log_and_responsibilities():
     np.testing.assert_allclose(lse[ok], ref[ok], rtol=1e-14, atol=1e-13)
     assert lse[9] == -np.inf
     np.testing.assert_allclose(R[:, ok], np.exp(LP[:, ok] - ref[ok]), rtol=1e-13, atol=1e-300)
+
+
+def test_quadratic_feature_outputs_equal_the_whitened_outputs(monkeypatch):
+    """float64 'full' from 16 features: score_samples, predict_proba and predict by
+    the quadratic features (one product for all components, ``_estep.quad_params``)
+    are those of the whitened products, over several blocks and a short last one."""
+    from fastgmm import _estep
+    from fastgmm._mstep import compute_precision_cholesky
+
+    X = make_data(n=1377, d=24, K=3, seed=4)
+    gm = GaussianMixture(3, max_iter=3, random_state=0).fit(X)
+    pc = compute_precision_cholesky(gm.covariances_, "full")
+    gshift = gm.weights_ @ gm.means_
+    assert _estep.quad_pays(3, 24) and _estep.quad_params(pc, gm.means_, gshift) is not None
+    quad = gm.score_samples(X), gm.predict_proba(X), gm.predict(X)
+    monkeypatch.setattr(_estep, "QUAD_MAX_ERR", -1.0)
+    whitened = gm.score_samples(X), gm.predict_proba(X), gm.predict(X)
+    np.testing.assert_allclose(quad[0], whitened[0], rtol=1e-12)
+    np.testing.assert_allclose(quad[1], whitened[1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(quad[2], whitened[2])
+    assert not np.array_equal(quad[0], whitened[0])  # two paths did run
