@@ -26,6 +26,7 @@ its weights and the call's threads.
 
 import math
 import warnings
+import weakref
 from time import time
 
 import numpy as np
@@ -132,7 +133,7 @@ def check_n_samples(n_samples, n_components):
         )
 
 
-_PARAM_NAMES = {}
+_PARAM_NAMES = weakref.WeakKeyDictionary()  # a class -> its parameter names
 
 
 class BaseMixture(DensityMixin, BaseEstimator):
@@ -349,7 +350,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
             # one row a component: each row is its component's mean
             labels = labels_of_rows(engine.n_samples, indices)
             guess = (engine.rows(indices), np.ones(K))
-            if self.covariance_type != "tied" and hasattr(engine, "subset"):
+            if self.covariance_type != "tied" and getattr(engine, "subset", None) is not None:
                 # no other row has a responsibility: the chosen rows' statistics
                 # alone, the same sums without a pass over X ('tied' pools X^T X)
                 chosen = np.unique(indices)

@@ -505,6 +505,10 @@ class CUDAEngine(CPUEngine):
         res = np.concatenate(parts)
         return res if mode == OUT_LABEL else res.astype(self.dtype, copy=False)
 
+    # the CPU engine's start from the chosen rows alone indexes X with an index array,
+    # which device arrays do not take: the start runs on the device, as before
+    subset = None
+
     @_quiet
     def rows(self, indices):
         idx = cuda.to_device(np.ascontiguousarray(indices, dtype=np.int64))

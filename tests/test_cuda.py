@@ -369,3 +369,16 @@ def test_cupy_and_torch_inputs(to_gpu):
     b = _fit(to_gpu(X), "cpu", n_components=3, max_iter=10, random_state=0)
     _same_model(a, b, rtol=0)
     np.testing.assert_array_equal(b.predict(to_gpu(X)), a.predict(X))
+
+
+def test_starts_from_chosen_rows_stay_on_the_device():
+    """The CPU engine takes 'random_from_data' / 'k-means++' start statistics from
+    the chosen rows alone (``CPUEngine.subset``: X indexed by an index array).
+    Device arrays take no index arrays (the simulator's do, so the tests could not
+    see it): the CUDA engine has no ``subset`` and starts from its labels pass."""
+    assert CUDAEngine.subset is None
+    X = make_data(n=150, d=3, K=2, seed=9)
+    for init in ("random_from_data", "k-means++"):
+        a = _fit(X, "cpu", n_components=2, init_params=init, random_state=0, max_iter=2)
+        b = _fit(X, "cuda", n_components=2, init_params=init, random_state=0, max_iter=2)
+        _same_model(a, b)
