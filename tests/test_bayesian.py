@@ -331,3 +331,25 @@ def test_default_priors_of_offset_sorted_data_as_numpy(covariance_type, d):
     expected = {"full": cov, "tied": cov, "diag": np.diag(cov),
                 "spherical": np.diag(cov).mean()}[covariance_type]
     np.testing.assert_allclose(bgm.covariance_prior_, expected, rtol=1e-9)
+
+
+def test_default_priors_with_weights_away_from_the_chosen_rows():
+    """With sample weights the chosen rows of the one-pass centre can weigh nothing
+    (here they are at 0 with weight 0, the rest 1e8 away): the priors then come from
+    a pass for the weighted mean and one about it, numpy's weighted statistics."""
+    rng = np.random.RandomState(0)
+    X = 1e8 + rng.normal(size=(6400, 2)) @ np.array([[1.0, 0.3], [0.0, 1.0]])
+    idx = np.unique(np.linspace(0, len(X) - 1, 64).astype(int))
+    X[idx] = 0.0
+    w = np.ones(len(X))
+    w[idx] = 0.0
+    for ct in ("full", "diag"):
+        bgm = BayesianGaussianMixture(n_components=2, covariance_type=ct, max_iter=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            bgm.fit(X, sample_weight=w)
+        kept = X[w > 0]
+        np.testing.assert_allclose(bgm.mean_prior_, kept.mean(axis=0), rtol=1e-14)
+        cov = np.cov(kept.T)
+        np.testing.assert_allclose(bgm.covariance_prior_, cov if ct == "full" else np.diag(cov),
+                                   rtol=1e-9)
