@@ -298,7 +298,32 @@ def _block_accumulate_tiles(Xc, B, wb, R, centre, nk, s1, s2, DT, WT, wr, wrt, t
 
 
 @jit_inner()
-def _block_em_quad(Xc, B, wb, Wq, log_det, log_w, acc, F, LPq, G, lse, mx, scale):
+def _quad_rows(Xc, s0, Bs, WR, over, acc):
+    """acc[k] += w r phi(y) for the rows ``quad_log_prob`` found overflowing (their
+    features were left out of the product), where w r is not 0: inf where the
+    row's moments overflow, as the whitened path's would, and no 0 * inf."""
+    K, d = WR.shape[0], Xc.shape[1]
+    D2 = acc.shape[1] - d - 1
+    for i in range(Bs):
+        if over[i] == 0:
+            continue
+        for k in range(K):
+            v = WR[k, i]
+            if v == 0.0:
+                continue
+            f = 0
+            for a in range(d):
+                ya = Xc[s0 + i, a]
+                for b in range(a, d):
+                    acc[k, f] += v * (ya * Xc[s0 + i, b])
+                    f += 1
+                acc[k, D2 + a] += v * ya
+            acc[k, D2 + d] += v
+
+
+@jit_inner()
+def _block_em_quad(Xc, B, wb, Wq, log_det, log_w, means, pc, gshift, acc, F, LPq, G, over,
+                   lse, mx, scale):
     """The float64 tiled 'full' EM block by quadratic features (``quad_params``),
     QUAD_ROWS rows at a time: LP = Wq F + the constants (one product), the
     responsibilities, then acc (K, len(phi)) += (w r) F^T (one product): the
@@ -311,7 +336,8 @@ def _block_em_quad(Xc, B, wb, Wq, log_det, log_w, acc, F, LPq, G, lse, mx, scale
         Fs, LP = F, LPq
         if Bs != F.shape[1]:  # the data's last rows
             Fs, LP = np.empty((F.shape[0], Bs)), np.empty((K, Bs))
-        quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, Fs, LP)
+        n_over = quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, means, pc, gshift, Fs, LP,
+                               over)
         block_resp(LP, Bs, lse, mx, scale)
         for i in range(Bs):
             if wb[s0 + i] != 0.0:
@@ -323,6 +349,8 @@ def _block_em_quad(Xc, B, wb, Wq, log_det, log_w, acc, F, LPq, G, lse, mx, scale
         for k in range(K):
             for f in range(G.shape[1]):
                 acc[k, f] += G[k, f]
+        if n_over > 0:
+            _quad_rows(Xc, s0, Bs, LP, over, acc)
     return ll
 
 
@@ -504,6 +532,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         nq = aux.shape[1] if quad else 0
         F, LPq = np.empty((nq, QUAD_ROWS)), np.empty((K if quad else 0, QUAD_ROWS))
         G, qacc = np.empty((K if quad else 0, nq)), np.zeros((K if quad else 0, nq))
+        over = np.empty(QUAD_ROWS, dtype=np.int8)
         for c in range(t, nch, T):
             b0, b1 = block_range(c, nb, nch)
             acc_ll = 0.0
@@ -515,8 +544,8 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                 if TL == 1 and quad:
                     Xq = np.empty((B, d))
                     centre_block(X, start, stop, gshift, Xq)
-                    acc_ll += _block_em_quad(Xq, B, wb, aux, log_det, log_w, qacc, F, LPq, G,
-                                             lse, mx, scale)
+                    acc_ll += _block_em_quad(Xq, B, wb, aux, log_det, log_w, means, pc, gshift,
+                                             qacc, F, LPq, G, over, lse, mx, scale)
                     continue
                 if TL == 1:
                     Xc = np.empty((B, d), dtype=ucat.dtype)

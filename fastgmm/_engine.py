@@ -192,8 +192,9 @@ class CPUEngine:
         return np.asarray(self.X[indices], dtype=np.float64)
 
     def subset(self, indices):
-        """An engine on the rows ``indices`` alone (sorted, unique), in X's dtype
-        and read-only as X is (the kernels' compiled types stay those of X)."""
+        """An engine on the rows ``indices`` alone (sorted, unique): a read-only
+        C-ordered copy in X's dtype (an X of another layout compiles its C-order
+        labels kernel once)."""
         X = np.ascontiguousarray(self.X[indices])
         X.flags.writeable = False
         w = None if self.sample_weight is None else self.sample_weight[indices]

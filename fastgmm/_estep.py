@@ -39,6 +39,8 @@ TILE_WIDTH = 256  # columns of one tiled product: kc = TILE_WIDTH // d component
 TILE_BLOCK = 512  # rows per block on the tiled path (longer products run faster)
 QUAD_ROWS = 128  # rows of one quadratic-feature product (their features: 2.2 MB at d = 64)
 QUAD_MAX_ERR = 1e-8  # the float64 quadratic-feature path's rounding bound (``quad_params``)
+# and its scale bound: products of rows within 1e50 standard deviations cannot overflow
+QUAD_MAX_SCALE = 1e100
 OUT_LSE, OUT_LABEL, OUT_RESP = 0, 1, 2
 
 
@@ -372,7 +374,8 @@ def quad_params(pc, means, gshift):
     W (K, d(d+1)/2 + d + 1), or None (the whitened path) when some eps F_k
     exceeds QUAD_MAX_ERR: the log-densities then stay within about 1e-8 of
     the whitened path's, and the scatter as close in the component's own
-    (whitened) units."""
+    (whitened) units. Also None where some s_a exceeds QUAD_MAX_SCALE: data on
+    a scale where y_a y_b can overflow for the rows that count."""
     K, d = means.shape
     m = means - gshift
     P = np.matmul(pc, np.swapaxes(pc, 1, 2))
@@ -384,7 +387,8 @@ def quad_params(pc, means, gshift):
         sd = np.sqrt(np.einsum("kja,kja->ka", V, V))
         s = np.abs(m) + sd
         F = np.einsum("ka,kab,kb->k", s, np.abs(P), s)
-    if not np.all(np.isfinite(F)) or np.finfo(np.float64).eps * F.max() > QUAD_MAX_ERR:
+    if (not np.all(np.isfinite(F)) or np.finfo(np.float64).eps * F.max() > QUAD_MAX_ERR
+            or s.max() > QUAD_MAX_SCALE):
         return None
     ia, ib = np.triu_indices(d)
     Pm = np.einsum("kab,kb->ka", P, m)
@@ -415,18 +419,43 @@ def quad_features(Xc, s0, Bs, F):
 
 
 @jit_inner()
-def quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, F, LP):
+def quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, means, pc, gshift, F, LP, over):
     """log w_k + log N(x_i | k) of rows s0 .. s0 + Bs of Xc (centred on gshift)
     into LP (K, Bs), by one product of the quadratic-feature weights Wq with the
-    rows' features F (filled here, kept for the statistics' product)."""
+    rows' features F (filled here, kept for the statistics' product).
+
+    A row whose features overflow (|y| beyond about 1e154: y_a y_b is inf, and
+    inf - inf NaN) gets its log-densities from the precision factors directly,
+    as the whitened path computes them (-inf where |z|^2 overflows), over[i] = 1
+    and its column of F zeroed (its statistics: ``_accumulate._quad_rows``).
+    Returns the number of such rows."""
     d = Xc.shape[1]
     const = -0.5 * d * LOG_2PI
     quad_features(Xc, s0, Bs, F)
     np.dot(Wq, F, LP)
+    n_over = 0
+    for i in range(Bs):
+        over[i] = 0
+        for k in range(Wq.shape[0]):
+            if not np.isfinite(LP[k, i]):
+                over[i] = 1
+        if over[i] == 1:
+            n_over += 1
+            for k in range(Wq.shape[0]):
+                q = 0.0
+                for j in range(d):
+                    z = 0.0
+                    for a in range(j + 1):  # U upper-triangular: z_j = sum_{a <= j}
+                        z += (Xc[s0 + i, a] - (means[k, a] - gshift[a])) * pc[k, a, j]
+                    q += z * z
+                LP[k, i] = -0.5 * q
+            for f in range(F.shape[0]):
+                F[f, i] = 0.0
     for k in range(Wq.shape[0]):
         c0 = log_w[k] + log_det[k] + const
         for i in range(Bs):
             LP[k, i] += c0
+    return n_over
 
 
 @jit_inner()
@@ -529,6 +558,7 @@ def _build_log_prob_blocks(ct, tiled, dsmall):
         quad = TL == 1 and aux.shape[0] > 0
         F = np.empty((aux.shape[1] if quad else 0, QUAD_ROWS))
         LPq = np.empty((K if quad else 0, QUAD_ROWS))
+        over = np.empty(QUAD_ROWS, dtype=np.int8)
         for b in range(t, nb, T):
             start = b * bs
             stop = min(n, start + bs)
@@ -541,7 +571,8 @@ def _build_log_prob_blocks(ct, tiled, dsmall):
                     Fs, LPs = F, LPq
                     if Bs != QUAD_ROWS:  # the data's last rows
                         Fs, LPs = np.empty((F.shape[0], Bs)), np.empty((K, Bs))
-                    quad_log_prob(Xq, s0, Bs, aux, log_det, log_w, Fs, LPs)
+                    quad_log_prob(Xq, s0, Bs, aux, log_det, log_w, means, pc, gshift, Fs, LPs,
+                                  over)
                     for k in range(K):
                         for i in range(Bs):
                             LP[k, s0 + i] = LPs[k, i]

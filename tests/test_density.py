@@ -194,3 +194,20 @@ def test_quadratic_feature_outputs_equal_the_whitened_outputs(monkeypatch):
     np.testing.assert_allclose(quad[1], whitened[1], rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(quad[2], whitened[2])
     assert not np.array_equal(quad[0], whitened[0])  # two paths did run
+
+
+def test_quadratic_features_of_huge_rows_as_the_whitened_path(monkeypatch):
+    """Rows beyond about 1e154 overflow their quadratic features (y_a y_b = inf,
+    inf - inf = NaN): they get the whitened path's log-densities (-inf) and labels."""
+    from fastgmm import _estep
+
+    X = make_data(n=1377, d=24, K=3, seed=4)
+    gm = GaussianMixture(3, max_iter=3, random_state=0).fit(X)
+    Xh = X[:300].copy()
+    Xh[[5, 130], :2] = [[1e200, 1e200], [-1e160, 3e170]]
+    quad = gm.score_samples(Xh), gm.predict(Xh)
+    monkeypatch.setattr(_estep, "QUAD_MAX_ERR", -1.0)
+    whitened = gm.score_samples(Xh), gm.predict(Xh)
+    assert np.isneginf(quad[0][[5, 130]]).all()
+    np.testing.assert_allclose(quad[0], whitened[0], rtol=1e-12)
+    np.testing.assert_array_equal(quad[1], whitened[1])
