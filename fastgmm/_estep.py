@@ -425,10 +425,10 @@ def quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, means, pc, gshift, F, LP, over
     rows' features F (filled here, kept for the statistics' product).
 
     A row whose features overflow (|y| beyond about 1e154: y_a y_b is inf, and
-    inf - inf NaN) gets its log-densities from the precision factors directly,
-    as the whitened path computes them (-inf where |z|^2 overflows), over[i] = 1
-    and its column of F zeroed (its statistics: ``_accumulate._quad_rows``).
-    Returns the number of such rows."""
+    inf - inf NaN) gets over[i] = 1, its column of F zeroed (its statistics:
+    ``_accumulate._quad_rows``) and its log-densities from the precision factors,
+    as the whitened path computes them (``_overflow_rows``: -inf where |z|^2
+    overflows). Returns the number of such rows."""
     d = Xc.shape[1]
     const = -0.5 * d * LOG_2PI
     quad_features(Xc, s0, Bs, F)
@@ -441,21 +441,42 @@ def quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, means, pc, gshift, F, LP, over
                 over[i] = 1
         if over[i] == 1:
             n_over += 1
-            for k in range(Wq.shape[0]):
-                q = 0.0
-                for j in range(d):
-                    z = 0.0
-                    for a in range(j + 1):  # U upper-triangular: z_j = sum_{a <= j}
-                        z += (Xc[s0 + i, a] - (means[k, a] - gshift[a])) * pc[k, a, j]
-                    q += z * z
-                LP[k, i] = -0.5 * q
             for f in range(F.shape[0]):
                 F[f, i] = 0.0
     for k in range(Wq.shape[0]):
         c0 = log_w[k] + log_det[k] + const
         for i in range(Bs):
             LP[k, i] += c0
+    if n_over > 0:
+        _overflow_rows(Xc, s0, Bs, means, pc, gshift, log_det, log_w, over, n_over, LP)
     return n_over
+
+
+@jit_inner()
+def _overflow_rows(Xc, s0, Bs, means, pc, gshift, log_det, log_w, over, n_over, LP):
+    """LP[:, i] for the rows flagged in over, by the generic 'full' kernel
+    (``block_log_prob_full``) on those rows and the means, both about gshift."""
+    K, d = means.shape
+    Y = np.empty((d, n_over))
+    j = 0
+    for i in range(Bs):
+        if over[i] == 1:
+            for a in range(d):
+                Y[a, j] = Xc[s0 + i, a]
+            j += 1
+    mc = np.empty((K, d))
+    for k in range(K):
+        for a in range(d):
+            mc[k, a] = means[k, a] - gshift[a]
+    LPo = np.empty((K, n_over))
+    block_log_prob_full(Y, n_over, mc, pc, log_det, log_w, LPo, np.empty((d, n_over)),
+                        np.empty(n_over), np.empty(n_over))
+    j = 0
+    for i in range(Bs):
+        if over[i] == 1:
+            for k in range(K):
+                LP[k, i] = LPo[k, j]
+            j += 1
 
 
 @jit_inner()
