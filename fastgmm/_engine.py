@@ -59,10 +59,8 @@ class CPUEngine:
         if ep is None:  # no E-step: placeholders of the right types
             ep = (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)), np.zeros(K),
                   np.zeros(K))
-        quad = self._quad(ep, gshift, tiled and mode == MODE_EM)
-        if quad is not None:  # the quadratic-feature products: their weights as aux
-            ep = tuple(ep)[:2] + (quad,) + tuple(ep)[3:]
-        ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM and quad is None)
+        ep, quad = self._with_quad(ep, tiled and mode == MODE_EM)
+        ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM and not quad)
         kernel = stats_kernel(ct, tiled, mode, small_d(ct, d) if mode == MODE_EM else 0)
         flops = (row1 - row0) * d * (d if ct == FULL else 1) * (1 if mode == MODE_LABELS else K)
         T = _pool.threads_for(self.n_jobs, nch, flops)
@@ -75,21 +73,22 @@ class CPUEngine:
             _pool.run_chunks(chunks, nch, nb, T)
             st = Stats(ct, nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0), float(ll.sum()),
                        shift, gshift)
-            if tiled and mode == MODE_EM and quad is None:
+            if tiled and mode == MODE_EM and not quad:
                 # the whitened sums back to x coordinates about the shift
                 s1x, s2x = np.zeros_like(st.s1), np.zeros_like(st.s2)
                 whitened_to_shift(st.nk, st.s1, st.s2, ep[1], ep[0], shift, s1x, s2x)
                 st.s1, st.s2 = s1x, s2x
         return st
 
-    def _quad(self, ep, gshift, tiled):
-        """The quadratic-feature weights (``_estep.quad_params``) where a tiled
-        float64 pass takes them (enough components, rounding within the bound),
-        else None."""
-        K, d = ep[0].shape
-        if tiled and self.dtype == np.float64 and quad_pays(K, d):
-            return quad_params(ep[1], ep[0], gshift)
-        return None
+    def _with_quad(self, ep, tiled):
+        """(ep, True) with the quadratic-feature weights (``_estep.quad_params``) as
+        its aux where a tiled float64 pass takes them (enough components, rounding
+        within the bound); else (ep, False)."""
+        if tiled and self.dtype == np.float64 and quad_pays(*ep.means.shape):
+            W = quad_params(ep[1], ep.means, ep.gshift)
+            if W is not None:
+                return EStep(ep.ct, ep.means, ep[1], W, ep[3], ep[4], ep.gshift), True
+        return ep, False
 
     def _tile_args(self, ep, gshift, needed):
         """``ucat``, ``muu`` for the tiled 'full' kernels; empty arrays of the work
@@ -155,10 +154,8 @@ class CPUEngine:
         out_label = np.empty(n if mode == OUT_LABEL else 0, dtype=np.int64)
         out_resp = np.empty((n, K) if mode == OUT_RESP else (0, K))
         tiled = uses_tiles(ep.ct, d)
-        quad = self._quad(ep, ep.gshift, tiled)
-        ucat, muu = self._tile_args(ep, ep.gshift, tiled and quad is None)
-        if quad is not None:  # the quadratic-feature product: its weights as aux
-            ep = EStep(ep.ct, ep[0], ep[1], quad, ep[3], ep[4], ep.gshift)
+        ep, quad = self._with_quad(ep, tiled)
+        ucat, muu = self._tile_args(ep, ep.gshift, tiled and not quad)
         kernel = log_prob_kernel(ep.ct, tiled, small_d(ep.ct, d))
         nb = -(-n // block_size(ep.ct, d))
         T = _pool.threads_for(self.n_jobs, nb, n * K * d * (d if ep.ct == FULL else 1))
