@@ -11,11 +11,9 @@ same statistics (``resp_entropy``). Formulas and names follow scikit-learn's
 ``sklearn/mixture/_bayesian_mixture.py``.
 """
 
-import math
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import betaln, digamma, gammaln
 from sklearn.mixture import BayesianGaussianMixture as _SkBayesianGaussianMixture
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -23,7 +21,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import BaseMixture
 from ._estep import COV_CODES, DIAG, FULL, LOG_2PI, SPHERICAL, TIED
 from ._mstep import (
-    compute_log_det_cholesky,
     compute_precision_cholesky,
     covariance_shape,
     estimate_gaussian_parameters,
@@ -31,20 +28,26 @@ from ._mstep import (
     precisions_from_cholesky,
 )
 from ._validation import _check_precision_matrix, _check_precision_positivity, _check_shape
+from ._variational import vb_expectations, vb_posterior
 
 
-def _log_dirichlet_norm(dirichlet_concentration):
-    return gammaln(np.sum(dirichlet_concentration)) - np.sum(gammaln(dirichlet_concentration))
+def _layout(a, ct, prior=False):
+    """A covariance-shaped array (or the covariance prior, ``prior``) in
+    ``_variational``'s layout: (Kc, r, d), the prior (r, d); float64, C order."""
+    a = np.asarray(a, dtype=np.float64)
+    if ct == "full" or (ct == "tied" and prior):
+        pass
+    elif ct == "tied":
+        a = a[None]
+    elif ct == "diag":
+        a = a[None] if prior else a[:, None]
+    else:
+        a = a.reshape(1, 1) if prior else a[:, None, None]
+    return np.ascontiguousarray(a)
 
 
-def _log_wishart_norm(degrees_of_freedom, log_det_precisions_chol, n_features):
-    """scikit-learn's: the log Wishart normalisation, less its log(pi) term."""
-    return -(
-        degrees_of_freedom * log_det_precisions_chol
-        + degrees_of_freedom * n_features * 0.5 * math.log(2.0)
-        + np.sum(gammaln(0.5 * (degrees_of_freedom - np.arange(n_features)[:, np.newaxis])),
-                 0)
-    )
+class _Posterior(tuple):
+    """An M-step's parameters, and (``derived``) what they alone give, once."""
 
 
 SHIFT_ROWS = 64  # rows whose mean centres the one-pass scatter of ``data_moments``
@@ -266,104 +269,63 @@ class BayesianGaussianMixture(BaseMixture):
         return self._posterior(nk, xk, sk, dtype)
 
     def _posterior(self, nk, xk, sk, dtype):
-        """scikit-learn's _estimate_weights, _estimate_means, _estimate_precisions,
-        in float64, stored in the work dtype."""
+        """scikit-learn's _estimate_weights, _estimate_means, _estimate_precisions
+        (``_variational.vb_posterior``, float64), stored in the work dtype."""
         # K from the statistics: a warm start keeps the fitted model's components
         # (as GaussianMixture does) whatever n_components says now
-        K, ct = nk.shape[0], self.covariance_type
-        wcp = self.weight_concentration_prior_
-        mpp = self.mean_precision_prior_
-        mean_prior = np.asarray(self.mean_prior_, dtype=np.float64)
-        dofp = self.degrees_of_freedom_prior_
-        cp = np.asarray(self.covariance_prior_, dtype=np.float64)
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            wc = (1.0 + nk, wcp + np.hstack((np.cumsum(nk[::-1])[-2::-1], 0)))
-        else:
-            wc = wcp + nk
-        mean_precision = mpp + nk
-        means = (mpp * mean_prior + nk[:, np.newaxis] * xk) / mean_precision[:, np.newaxis]
-        diff = xk - mean_prior
-        if ct == "full":
-            dof = dofp + nk
-            cov = (cp + nk[:, None, None] * sk
-                   + (nk * mpp / mean_precision)[:, None, None]
-                   * diff[:, :, None] * diff[:, None, :])
-            cov /= dof[:, np.newaxis, np.newaxis]
-        elif ct == "tied":
-            dof = dofp + nk.sum() / K
-            cov = (cp + sk * nk.sum() / K
-                   + mpp / K * np.dot((nk / mean_precision) * diff.T, diff))
-            cov /= dof
-        elif ct == "diag":
-            dof = dofp + nk
-            cov = cp + nk[:, np.newaxis] * (
-                sk + (mpp / mean_precision)[:, np.newaxis] * np.square(diff))
-            cov /= dof[:, np.newaxis]
-        else:
-            dof = dofp + nk
-            cov = cp + nk * (sk + mpp / mean_precision * np.mean(np.square(diff), 1))
-            cov /= dof
+        (K, d), ct = xk.shape, self.covariance_type
+        dp = self.weight_concentration_prior_type == "dirichlet_process"
+        rows = d if ct in ("full", "tied") else 1
+        wc = np.empty((2 if dp else 1, K))
+        mean_precision, means, dof = np.empty(K), np.empty((K, d)), np.empty(K)
+        cov = np.empty((1 if ct == "tied" else K, rows, d if ct != "spherical" else 1))
+        vb_posterior(COV_CODES[ct], dp, nk, xk, _layout(sk, ct),
+                     float(self.weight_concentration_prior_), float(self.mean_precision_prior_),
+                     np.asarray(self.mean_prior_, dtype=np.float64),
+                     float(self.degrees_of_freedom_prior_),
+                     _layout(self.covariance_prior_, ct, prior=True), wc, mean_precision, means,
+                     dof, cov)
+        cov = cov.reshape(covariance_shape(ct, K, d))
         prec_chol = compute_precision_cholesky(cov, ct, dtype=dtype)
         cast = lambda a: np.asarray(a, dtype=dtype)[()]  # noqa: E731 - 0-d: a scalar
-        wc = tuple(cast(a) for a in wc) if isinstance(wc, tuple) else cast(wc)
-        return wc, cast(mean_precision), cast(means), cast(dof), cast(cov), prec_chol
+        wc = (cast(wc[0]), cast(wc[1])) if dp else cast(wc[0])
+        return _Posterior((wc, cast(mean_precision), cast(means),
+                           cast(dof[0] if ct == "tied" else dof), cast(cov), prec_chol))
 
-    def _log_weights(self, wc):
-        """scikit-learn's _estimate_log_weights: E[log pi_k] (float64)."""
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            a, b = (np.asarray(x, dtype=np.float64) for x in wc)
-            digamma_sum = digamma(a + b)
-            digamma_a, digamma_b = digamma(a), digamma(b)
-            return (digamma_a - digamma_sum
-                    + np.hstack((0, np.cumsum(digamma_b - digamma_sum)[:-1])))
-        wc = np.asarray(wc, dtype=np.float64)
-        return digamma(wc) - digamma(np.sum(wc))
-
-    def _weights(self, wc):
-        """scikit-learn's weights_ from the weight concentration."""
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            a, b = wc
-            tmp = b / (a + b)
-            weights = a / (a + b) * np.hstack((1, np.cumprod(tmp[:-1])))
-            return weights / np.sum(weights)
-        return wc / np.sum(wc)
+    def _derived(self, params):
+        """(log_w, offset, weights, bound): what the parameters alone give
+        (``_variational.vb_expectations``), computed once for an M-step's."""
+        derived = getattr(params, "derived", None)
+        if derived is None:
+            wc, mean_precision, means, dof, _, prec_chol = params
+            K, d = np.shape(means)
+            ct = self.covariance_type
+            out = np.empty((3, K))
+            bound = vb_expectations(
+                COV_CODES[ct], self.weight_concentration_prior_type == "dirichlet_process",
+                np.array(wc, dtype=np.float64, ndmin=2),
+                np.asarray(mean_precision, dtype=np.float64),
+                np.array(np.broadcast_to(np.asarray(dof, dtype=np.float64), (K,))),
+                _layout(np.asarray(prec_chol, dtype=np.float64), ct), d,
+                out[0], out[1], out[2])
+            derived = (out[0], out[1], out[2], bound)
+            if isinstance(params, _Posterior):
+                params.derived = derived
+        return derived
 
     def _estep(self, params, dtype):
-        wc, mean_precision, means, dof, _, prec_chol = params
-        d = means.shape[1]
-        dof = np.asarray(dof, dtype=np.float64)
-        log_lambda = d * np.log(2.0) + np.sum(
-            digamma(0.5 * (dof - np.arange(0, d)[:, np.newaxis])), 0)
-        offset = (-0.5 * d * np.log(dof)
-                  + 0.5 * (log_lambda - d / np.asarray(mean_precision, dtype=np.float64)))
+        """scikit-learn's _estimate_log_weights and _estimate_log_prob's constants."""
+        log_w, offset, weights, _ = self._derived(params)
+        prec_chol = params[5]
         if dtype is not None:
             prec_chol = np.asarray(prec_chol).astype(dtype, copy=False)
-        weights = np.asarray(self._weights(wc), dtype=np.float64)
-        return estep_params(weights, means, prec_chol, COV_CODES[self.covariance_type],
-                            log_w=self._log_weights(wc), log_det_offset=offset)
+        return estep_params(weights, params[2], prec_chol, COV_CODES[self.covariance_type],
+                            log_w=log_w, log_det_offset=offset)
 
     def _lower_bound(self, stats, wsum, ep, params, dtype):
         """scikit-learn's _compute_lower_bound: the entropy term from the pass at
         ``ep``, the rest from the parameters of its M-step."""
-        wc, mean_precision, means, dof, _, prec_chol = params
-        K, d = means.shape  # the fitted model's K (see _posterior)
-        ct = self.covariance_type
-        dof = np.asarray(dof, dtype=np.float64)
-        log_det_precisions_chol = (
-            compute_log_det_cholesky(prec_chol, COV_CODES[ct], d) - 0.5 * d * np.log(dof))
-        if ct == "tied":
-            log_wishart = K * float(np.sum(_log_wishart_norm(dof, log_det_precisions_chol,
-                                                              d)))
-        else:
-            log_wishart = np.sum(_log_wishart_norm(dof, log_det_precisions_chol, d))
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            a, b = (np.asarray(x, dtype=np.float64) for x in wc)
-            log_norm_weight = -np.sum(betaln(a, b))
-        else:
-            log_norm_weight = _log_dirichlet_norm(np.asarray(wc, dtype=np.float64))
-        return np.float64(
-            -resp_entropy(stats, ep, wsum) - log_wishart - log_norm_weight
-            - 0.5 * d * np.sum(np.log(np.asarray(mean_precision, dtype=np.float64))))
+        return np.float64(self._derived(params)[3] - resp_entropy(stats, ep, wsum))
 
     def _online_scale(self, seen):
         return float(self.total_samples) if self.total_samples is not None else seen
@@ -379,7 +341,7 @@ class BayesianGaussianMixture(BaseMixture):
         (self.weight_concentration_, self.mean_precision_, self.means_,
          self.degrees_of_freedom_, self.covariances_, self.precisions_cholesky_) = params
         dtype = self.precisions_cholesky_.dtype
-        self.weights_ = np.asarray(self._weights(self.weight_concentration_), dtype=dtype)
+        self.weights_ = self._derived(params)[2].astype(dtype)
         self.precisions_ = precisions_from_cholesky(
             self.precisions_cholesky_, self.covariance_type).astype(dtype, copy=False)
 

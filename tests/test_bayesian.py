@@ -206,6 +206,25 @@ def test_entropy_from_statistics_equals_sum_r_log_r(covariance_type, d):
     assert resp_entropy(engine.stats(ep), ep, engine.wsum) == pytest.approx(direct, rel=1e-9, abs=1e-8)
 
 
+# ------------------------------------------------- the compiled arithmetic
+def test_digamma_and_gammaln_as_scipy():
+    """The compiled special functions of the variational arithmetic against
+    scipy.special's over the range the parameters take (x > 0: concentrations
+    from 1e-3, degrees of freedom from d - 1, counts to 1e9), the roots and the
+    switch to the asymptotic series included."""
+    from scipy.special import digamma, gammaln
+
+    from fastgmm._variational import scalar_digamma, scalar_gammaln
+
+    x = np.concatenate([np.geomspace(1e-3, 1e9, 4001), np.linspace(0.5, 12.0, 2301),
+                        [1.4616321449683622, 1.0, 2.0, 9.999999999, 10.0, 10.5]])
+    ours = np.array([scalar_digamma(v) for v in x])
+    np.testing.assert_allclose(ours, digamma(x), rtol=2e-15, atol=2e-15)
+    ours = np.array([scalar_gammaln(v) for v in x])
+    np.testing.assert_allclose(ours, gammaln(x), rtol=2e-15, atol=2e-15)
+    assert np.isnan(scalar_digamma(np.nan))
+
+
 # ------------------------------------------------------ beyond scikit-learn
 def _continue_from(start, X, sample_weight=None, **kw):
     """A fit that starts from ``start``'s parameters (warm_start)."""
