@@ -19,16 +19,17 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixture
-from ._estep import COV_CODES, DIAG, FULL, LOG_2PI, SPHERICAL, TIED
+from ._estep import COV_CODES, DIAG, FULL, SPHERICAL, TIED
 from ._mstep import (
-    compute_precision_cholesky,
+    cov_layout,
     covariance_shape,
-    estimate_gaussian_parameters,
     estep_params,
+    ill_defined,
     precisions_from_cholesky,
+    stats_arrays,
 )
 from ._validation import _check_precision_matrix, _check_precision_positivity, _check_shape
-from ._variational import vb_expectations, vb_posterior
+from ._variational import vb_entropy, vb_expectations, vb_mstep
 
 
 def _layout(a, ct, prior=False):
@@ -47,7 +48,7 @@ def _layout(a, ct, prior=False):
 
 
 class _Posterior(tuple):
-    """An M-step's parameters, and (``derived``) what they alone give, once."""
+    """An M-step's parameters, and (``derived``) what they alone give."""
 
 
 SHIFT_ROWS = 64  # rows whose mean centres the one-pass scatter of ``data_moments``
@@ -88,28 +89,9 @@ def data_moments(engine, need_scatter, ct):
 
 
 def resp_entropy(stats, ep, wsum):
-    """sum_i w_i sum_k r_ik log r_ik of the pass that made ``stats`` at ``ep``.
-
-    log r_ik = log p(x_i, k) - log p(x_i), and the kernels' log p(x_i, k) is
-    c_k - 1/2 (x_i - m_k)^T P_k (x_i - m_k): so the sum is
-    sum_k [r_k c_k - 1/2 tr(P_k S_k)] - ll, where r_k and the scatter S_k about m_k
-    come from the statistics (``Stats.scatter``) and ll = sum_i w_i log p(x_i) is
-    their log-likelihood."""
-    means, pc, aux, log_det, log_w = ep
-    ct = ep.ct
-    d = means.shape[1]
-    rk = stats.nk
-    c = log_w + log_det - 0.5 * d * LOG_2PI
-    with np.errstate(invalid="ignore"):
-        first = np.where(rk > 0, rk * c, 0.0)  # an empty component adds nothing
-    S = stats.scatter(means - stats.shift, wsum)
-    if ct == FULL:
-        quad = np.einsum("kij,kij->k", np.matmul(pc, np.swapaxes(pc, 1, 2)), S)
-    elif ct == TIED:  # the pooled scatter, one precision
-        quad = np.sum((pc[0] @ pc[0].T) * S)
-    else:  # 'diag', 'spherical': aux is the precision factor per feature
-        quad = np.sum(aux * aux * S, axis=1)
-    return float(np.sum(first) - 0.5 * np.sum(quad) - stats.ll)
+    """sum_i w_i sum_k r_ik log r_ik of the pass that made ``stats`` at ``ep``
+    (``_variational.vb_entropy``: from the statistics, no pass of its own)."""
+    return float(vb_entropy(ep.ct, *stats_arrays(stats), float(wsum), stats.ll, *ep))
 
 
 class BayesianGaussianMixture(BaseMixture):
@@ -265,36 +247,41 @@ class BayesianGaussianMixture(BaseMixture):
         return self._m_step(stats, start.eps, engine.wsum, engine.dtype)
 
     def _m_step(self, stats, eps, wsum, dtype):
-        nk, xk, sk = estimate_gaussian_parameters(stats, self.reg_covar, eps, wsum)
-        return self._posterior(nk, xk, sk, dtype)
-
-    def _posterior(self, nk, xk, sk, dtype):
-        """scikit-learn's _estimate_weights, _estimate_means, _estimate_precisions
-        (``_variational.vb_posterior``, float64), stored in the work dtype."""
+        """scikit-learn's _estimate_gaussian_parameters, then _estimate_weights,
+        _estimate_means and _estimate_precisions, in float64 (one compiled call,
+        ``_variational.vb_mstep``, which also gives what the posterior alone
+        gives: ``_derived``), stored in the work dtype."""
         # K from the statistics: a warm start keeps the fitted model's components
         # (as GaussianMixture does) whatever n_components says now
-        (K, d), ct = xk.shape, self.covariance_type
+        (K, d), ct = stats.s1.shape, self.covariance_type
         dp = self.weight_concentration_prior_type == "dirichlet_process"
-        rows = d if ct in ("full", "tied") else 1
         wc = np.empty((2 if dp else 1, K))
         mean_precision, means, dof = np.empty(K), np.empty((K, d)), np.empty(K)
-        cov = np.empty((1 if ct == "tied" else K, rows, d if ct != "spherical" else 1))
-        vb_posterior(COV_CODES[ct], dp, nk, xk, _layout(sk, ct),
-                     float(self.weight_concentration_prior_), float(self.mean_precision_prior_),
-                     np.asarray(self.mean_prior_, dtype=np.float64),
-                     float(self.degrees_of_freedom_prior_),
-                     _layout(self.covariance_prior_, ct, prior=True), wc, mean_precision, means,
-                     dof, cov)
-        cov = cov.reshape(covariance_shape(ct, K, d))
-        prec_chol = compute_precision_cholesky(cov, ct, dtype=dtype)
+        cov = np.empty(cov_layout(COV_CODES[ct], K, d))
+        pc = np.empty_like(cov)
+        derived = np.empty((3, K))
+        ok, bound = vb_mstep(
+            COV_CODES[ct], dp, dtype == np.float32, *stats_arrays(stats), float(wsum),
+            float(self.reg_covar), float(eps), float(self.weight_concentration_prior_),
+            float(self.mean_precision_prior_), np.asarray(self.mean_prior_, dtype=np.float64),
+            float(self.degrees_of_freedom_prior_), _layout(self.covariance_prior_, ct, prior=True),
+            wc, mean_precision, means, dof, cov, pc, derived)
+        if not ok:
+            raise ValueError(ill_defined(dtype))
+        shape = covariance_shape(ct, K, d)
         cast = lambda a: np.asarray(a, dtype=dtype)[()]  # noqa: E731 - 0-d: a scalar
-        wc = (cast(wc[0]), cast(wc[1])) if dp else cast(wc[0])
-        return _Posterior((wc, cast(mean_precision), cast(means),
-                           cast(dof[0] if ct == "tied" else dof), cast(cov), prec_chol))
+        params = _Posterior((
+            (cast(wc[0]), cast(wc[1])) if dp else cast(wc[0]), cast(mean_precision),
+            cast(means), cast(dof[0] if ct == "tied" else dof), cast(cov.reshape(shape)),
+            cast(pc.reshape(shape))))
+        params.derived = (derived[0], derived[1], derived[2], bound)
+        return params
 
     def _derived(self, params):
         """(log_w, offset, weights, bound): what the parameters alone give
-        (``_variational.vb_expectations``), computed once for an M-step's."""
+        (``_variational.vb_expectations``): the E-step's expected log weights and
+        the constants added to its log det, the weights, and the lower bound's
+        parameter terms. An M-step's parameters carry them."""
         derived = getattr(params, "derived", None)
         if derived is None:
             wc, mean_precision, means, dof, _, prec_chol = params
@@ -306,11 +293,8 @@ class BayesianGaussianMixture(BaseMixture):
                 np.array(wc, dtype=np.float64, ndmin=2),
                 np.asarray(mean_precision, dtype=np.float64),
                 np.array(np.broadcast_to(np.asarray(dof, dtype=np.float64), (K,))),
-                _layout(np.asarray(prec_chol, dtype=np.float64), ct), d,
-                out[0], out[1], out[2])
+                _layout(prec_chol, ct), d, out)
             derived = (out[0], out[1], out[2], bound)
-            if isinstance(params, _Posterior):
-                params.derived = derived
         return derived
 
     def _estep(self, params, dtype):

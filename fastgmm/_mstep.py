@@ -13,7 +13,9 @@ import math
 import numpy as np
 from scipy import linalg
 
-from ._estep import DIAG, FULL, SPHERICAL, TIED
+from ._estep import COV_CODES, DIAG, FULL, SPHERICAL, TIED
+
+COV_NAMES = {code: name for name, code in COV_CODES.items()}
 from ._numba import jit
 
 ILL_DEFINED = (
@@ -34,29 +36,138 @@ def estimate_gaussian_parameters(stats, reg_covar, eps, wsum):
     Equal to scikit-learn's ``_estimate_gaussian_parameters`` on the same
     responsibilities: nk carries the same ``10 * eps``, the covariance is the
     responsibility-weighted scatter about the *new* means, plus ``reg_covar``
-    on the diagonal.
+    on the diagonal (``gaussian_parameters``, compiled).
     """
-    ct, shift = stats.ct, stats.shift
-    rsum = stats.nk
-    nk = rsum + 10 * eps
-    dm = stats.s1 / nk[:, None]  # new mean - shift
-    means = shift + dm
+    ct = stats.ct
+    K, d = stats.s1.shape
+    nk, means = np.empty(K), np.empty((K, d))
+    cov = np.empty(cov_layout(ct, K, d))
+    gaussian_parameters(ct, *stats_arrays(stats), wsum, float(reg_covar), float(eps),
+                        nk, means, cov)
+    return nk, means, cov.reshape(covariance_shape(COV_NAMES[ct], K, d))
+
+
+def cov_layout(ct, n_components, n_features):
+    """The compiled M-step's one layout of covariance-shaped arrays (Kc, r, c):
+    (K, d, d) 'full', (1, d, d) 'tied', (K, 1, d) 'diag', (K, 1, 1) 'spherical'."""
+    K, d = n_components, n_features
+    return {FULL: (K, d, d), TIED: (1, d, d), DIAG: (K, 1, d), SPHERICAL: (K, 1, 1)}[ct]
+
+
+def stats_arrays(stats):
+    """(nk, s1, s2, shift, gshift) of a ``_stats.Stats``, float64 C-ordered, as the
+    compiled functions take them."""
+    c = np.ascontiguousarray
+    return (c(stats.nk, dtype=np.float64), c(stats.s1, dtype=np.float64),
+            c(stats.s2, dtype=np.float64), c(stats.shift, dtype=np.float64),
+            c(stats.gshift, dtype=np.float64))
+
+
+@jit()
+def scatter_into(ct, nk, s1, s2, shift, gshift, dm, wsum, S):
+    """sum_i w_i r_ik (x_i - c_k)(x_i - c_k)^T about the centres c = shift + dm, by
+    exact algebra from statistics about ``shift`` (``_stats``' layout), into S in
+    the layout of ``cov_layout`` ('diag' and 'spherical' both (K, 1, d): the
+    per-feature diagonals).
+
+    'tied': the (d, d) sum over the components in scikit-learn's form,
+    X^T X - sum_k r_k c_k c_k^T. In coordinates shifted by g = gshift, with
+    S2 = sum_i w_i (x_i - g)(x_i - g)^T, e = sum_i w_i (x_i - g), n = wsum,
+    c'_k = c_k - g and each component's first moment e_k = sum_i w_i r_ik (x_i - g):
+      S = S2 - sum_k (e_k c'_k^T + c'_k e_k^T - r_k c'_k c'_k^T)
+          + g (e - sum_k e_k)^T + (e - sum_k e_k) g^T + (n - sum_k r_k) g g^T.
+    Where every row's responsibilities sum to 1 (EM, k-means labels, 'random') the
+    first line is the scatter of each row about its component's centre, >= 0
+    whatever the centres, and the last three terms vanish; they matter for
+    'random_from_data' and 'k-means++' starts, where scikit-learn's formula is
+    applied as it is."""
+    K, d = s1.shape
+    if ct == FULL:
+        for k in range(K):
+            for a in range(d):
+                for b in range(d):
+                    m2 = s2[k, a, b] if a <= b else s2[k, b, a]
+                    S[k, a, b] = (m2 - s1[k, a] * dm[k, b] - dm[k, a] * s1[k, b]
+                                  + nk[k] * dm[k, a] * dm[k, b])
+    elif ct == TIED:
+        de = np.empty(d)
+        rtot = 0.0
+        for a in range(d):
+            de[a] = s2[0, d, a]
+            for b in range(d):
+                S[0, a, b] = s2[0, a, b] if a <= b else s2[0, b, a]
+        c = np.empty(d)
+        e = np.empty(d)
+        for k in range(K):
+            rtot += nk[k]
+            for a in range(d):
+                c[a] = shift[k, a] + dm[k, a] - gshift[a]
+                e[a] = s1[k, a] + nk[k] * (shift[k, a] - gshift[a])
+                de[a] -= e[a]
+            for a in range(d):
+                for b in range(d):
+                    S[0, a, b] += nk[k] * c[a] * c[b] - e[a] * c[b] - c[a] * e[b]
+        rest = wsum - rtot
+        for a in range(d):
+            for b in range(d):
+                S[0, a, b] += (gshift[a] * de[b] + de[a] * gshift[b]
+                               + rest * gshift[a] * gshift[b])
+    else:
+        for k in range(K):
+            for a in range(d):
+                S[k, 0, a] = (s2[k, 0, a] - 2.0 * s1[k, a] * dm[k, a]
+                              + nk[k] * dm[k, a] * dm[k, a])
+
+
+@jit()
+def gaussian_parameters(ct, rsum, s1, s2, shift, gshift, wsum, reg_covar, eps, nk, means,
+                        cov):
+    """``estimate_gaussian_parameters``' arithmetic into nk (K,), means (K, d) and
+    cov (``cov_layout``)."""
+    K, d = s1.shape
+    dm = np.empty((K, d))
+    for k in range(K):
+        nk[k] = rsum[k] + 10.0 * eps
+        for a in range(d):
+            dm[k, a] = s1[k, a] / nk[k]
+            means[k, a] = shift[k, a] + dm[k, a]
+    if ct == SPHERICAL:
+        S = np.empty((K, 1, d))
+        scatter_into(ct, rsum, s1, s2, shift, gshift, dm, wsum, S)
+        for k in range(K):
+            acc = 0.0
+            for a in range(d):
+                acc += S[k, 0, a] / nk[k] + reg_covar
+            cov[k, 0, 0] = acc / d
+        return
     # about the new means; the 'tied' sum without the 10 * eps of nk: the 10 * eps
     # times (m_k - c)^2 of a weightless component far from c used to be subtracted
     # (a covariance below reg_covar, or negative)
-    S = stats.scatter(dm, wsum)
-    if ct == FULL:
-        cov = S / nk[:, None, None]
-        d = cov.shape[1]
-        cov[:, np.arange(d), np.arange(d)] += reg_covar
-    elif ct == TIED:
-        cov = S / nk.sum()
-        cov[np.diag_indices_from(cov)] += reg_covar
+    scatter_into(ct, rsum, s1, s2, shift, gshift, dm, wsum, cov)
+    if ct == TIED:
+        ntot = 0.0
+        for k in range(K):
+            ntot += nk[k]
+        for a in range(d):
+            for b in range(d):
+                cov[0, a, b] /= ntot
+            cov[0, a, a] += reg_covar
+    elif ct == FULL:
+        for k in range(K):
+            for a in range(d):
+                for b in range(d):
+                    cov[k, a, b] /= nk[k]
+                cov[k, a, a] += reg_covar
     else:
-        cov = S / nk[:, None] + reg_covar
-        if ct == SPHERICAL:
-            cov = cov.mean(axis=1)
-    return nk, means, cov
+        for k in range(K):
+            for a in range(d):
+                cov[k, 0, a] = cov[k, 0, a] / nk[k] + reg_covar
+
+
+def ill_defined(dtype):
+    """scikit-learn's error message of a covariance that is not positive definite,
+    with its float32 hint where the work dtype is float32."""
+    return ILL_DEFINED + (FLOAT32_HINT if np.dtype(dtype) == np.float32 else "")
 
 
 def compute_precision_cholesky(covariances, covariance_type, dtype=None):
@@ -70,10 +181,8 @@ def compute_precision_cholesky(covariances, covariance_type, dtype=None):
     direction's variance moves by as much as itself (measured on a blob pair flat on
     some features: eigenvalues 1.07e-6 became 2.0e-7 and 2.0e-6, log det off by 1.4).
     """
-    message = ILL_DEFINED
     dtype = np.dtype(covariances.dtype if dtype is None else dtype)
-    if dtype == np.float32:
-        message += FLOAT32_HINT
+    message = ill_defined(dtype)
     if covariance_type in ("full", "tied"):
         cov = np.asarray(covariances, dtype=np.float64)
         batch = cov if covariance_type == "full" else cov[None]
@@ -87,6 +196,22 @@ def compute_precision_cholesky(covariances, covariance_type, dtype=None):
             raise ValueError(message)
         out = 1.0 / np.sqrt(covariances)
     return out.astype(dtype, copy=False)
+
+
+@jit()
+def precision_factors(ct, cov, out):
+    """``compute_precision_cholesky`` of float64 covariances in ``cov_layout``
+    into out (the same layout); False where a covariance is not positive
+    definite."""
+    if ct == FULL or ct == TIED:
+        return precision_cholesky_batch(cov, out)
+    for k in range(cov.shape[0]):
+        for a in range(cov.shape[2]):
+            c = cov[k, 0, a]
+            if c <= 0.0:  # NaN passes, as in compute_precision_cholesky
+                return False
+            out[k, 0, a] = 1.0 / math.sqrt(c)
+    return True
 
 
 def _flipudlr(a):

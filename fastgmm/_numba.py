@@ -34,7 +34,7 @@ def _source_stamp():
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for name in ("_numba.py", "_estep.py", "_accumulate.py", "_kmeans_kernels.py",
-                 "_lloyd_kernels.py", "_small.py"):
+                 "_lloyd_kernels.py", "_small.py", "_mstep.py", "_variational.py"):
         try:
             digest.update((here / name).read_bytes())
         except OSError:  # a zipped or frozen install: no stamp, as Numba alone

@@ -13,7 +13,8 @@ import functools
 
 import numpy as np
 
-from ._estep import FULL, TIED
+from ._estep import FULL, SPHERICAL, TIED
+from ._mstep import cov_layout, scatter_into, stats_arrays
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,36 +81,17 @@ class Stats:
 
     def scatter(self, dm, wsum):
         """sum_i w_i r_ik (x_i - c_k)(x_i - c_k)^T about the centres c = shift + dm,
-        by exact algebra from the shifted sums: (K, d, d) for 'full', the diagonals
-        (K, d) for 'diag' / 'spherical', and for 'tied' the (d, d) sum over the
-        components in scikit-learn's form, X^T X - sum_k r_k c_k c_k^T (below)."""
-        nk, s1 = self.nk, self.s1
+        by exact algebra from the shifted sums (``_mstep.scatter_into``): (K, d, d)
+        for 'full', the diagonals (K, d) for 'diag' / 'spherical', and for 'tied'
+        the (d, d) sum over the components in scikit-learn's form,
+        X^T X - sum_k r_k c_k c_k^T."""
+        K, d = self.s1.shape
+        S = np.empty(cov_layout(self.ct, K, d) if self.ct != SPHERICAL else (K, 1, d))
+        scatter_into(self.ct, *stats_arrays(self), np.ascontiguousarray(dm, dtype=np.float64),
+                     float(wsum), S)
         if self.ct == FULL:
-            cross = s1[:, :, None] * dm[:, None, :]
-            return (sym_upper(self.s2) - cross - np.swapaxes(cross, 1, 2)
-                    + nk[:, None, None] * dm[:, :, None] * dm[:, None, :])
-        if self.ct == TIED:
-            # In coordinates shifted by g = gshift, with S2 = sum_i w_i (x_i - g)(x_i - g)^T,
-            # e = sum_i w_i (x_i - g), n = wsum, c'_k = c_k - g and each component's
-            # first moment e_k = sum_i w_i r_ik (x_i - g):
-            #   = S2 - sum_k (e_k c'_k^T + c'_k e_k^T - r_k c'_k c'_k^T)
-            #     + g (e - sum_k e_k)^T + (e - sum_k e_k) g^T + (n - sum_k r_k) g g^T
-            # where every row's responsibilities sum to 1 (EM, k-means labels, 'random')
-            # the first line is the scatter of each row about its component's centre,
-            # >= 0 whatever the centres, and the last three terms vanish; they matter for
-            # 'random_from_data' and 'k-means++' starts, where scikit-learn's formula is
-            # applied as it is.
-            d = s1.shape[1]
-            g = self.gshift
-            c = (self.shift + dm) - g
-            ek = s1 + nk[:, None] * (self.shift - g)
-            cross = ek.T @ c
-            S = sym_upper(self.s2[0, :d]) - cross - cross.T + (nk[:, None] * c).T @ c
-            de = self.s2[0, d] - ek.sum(axis=0)
-            S += np.outer(g, de) + np.outer(de, g)
-            S += (wsum - nk.sum()) * np.outer(g, g)
             return S
-        return self.s2[:, 0, :] - 2 * s1 * dm + nk[:, None] * dm * dm
+        return S[0] if self.ct == TIED else S[:, 0, :]
 
     def blend(self, other, rho):
         """(1 - rho) self + rho other, both about the same origin."""

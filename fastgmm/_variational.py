@@ -1,34 +1,34 @@
-"""The variational mixture's small O(K d^2) arithmetic, compiled: the posterior of
-the M-step, and what depends on the posterior alone (the E-step's expected log
-weights and constants, the weights, and the lower bound's parameter terms).
+"""The variational mixture's small O(K d^2) arithmetic, compiled: an M-step from
+the pass's statistics to the posterior and what depends on the posterior alone
+(the E-step's expected log weights and constants, the weights, the lower bound's
+parameter terms), and the lower bound's entropy term, one call each.
 
-In NumPy each of these is some twenty calls on arrays of K or d numbers, 30-80 us
-an iteration, which at 10k rows is as long as the data pass. Here each is one
-call. Formulas and order follow ``sklearn/mixture/_bayesian_mixture.py``
-(``_estimate_weights``, ``_estimate_means``, ``_estimate_precisions``,
-``_estimate_log_weights``, ``_estimate_log_prob``, ``_compute_lower_bound``);
-the results agree with scikit-learn's to rounding.
+In NumPy these are some sixty calls on arrays of K or d numbers, 80-150 us an
+iteration, which at 10k rows is as long as the data pass. Formulas and order
+follow ``sklearn/mixture/_bayesian_mixture.py`` (``_estimate_weights``,
+``_estimate_means``, ``_estimate_precisions``, ``_estimate_log_weights``,
+``_estimate_log_prob``, ``_compute_lower_bound``); the results agree with
+scikit-learn's to rounding.
 
-Arrays travel in one layout for the four covariance types (one compiled
-specialisation serves them all): the covariances, the scatter ``sk`` and the
-precision factors as (Kc, r, d) with Kc = K, r = d ('full'), Kc = 1, r = d
-('tied'), r = 1 ('diag', d values; 'spherical', d = 1 value); the covariance prior
-as (r, d) likewise; the weight concentration as (2, K) (the Dirichlet process's
-two rows) or (1, K).
+Arrays travel in ``_mstep.cov_layout``'s one layout for the four covariance types
+(one compiled specialisation serves them all): covariances, precision factors and
+the M-step's scatter as (Kc, r, c); the covariance prior as (r, c) likewise; the
+weight concentration as (2, K) (the Dirichlet process's two rows) or (1, K).
 
 ``digamma`` and ``gammaln`` are scalar functions for positive arguments (all the
 variational parameters are): ``digamma`` by the recurrence psi(x) = psi(x + 1) -
 1/x up to x >= 10 and the asymptotic series there (Abramowitz and Stegun 6.3.18,
 Bernoulli terms to x^-14: truncation below 1e-17); ``gammaln`` is C's ``lgamma``.
-Both agree with ``scipy.special`` to about 1e-15 (tests/test_bayesian.py).
+Both agree with ``scipy.special`` to 2e-15 (tests/test_bayesian.py).
 """
 
 import math
 
 import numpy as np
 
-from ._estep import DIAG, FULL, TIED
-from ._numba import jit, jit_inner
+from ._estep import DIAG, FULL, LOG_2PI, TIED
+from ._mstep import gaussian_parameters, precision_factors, scatter_into
+from ._numba import SOURCE_STAMP, jit, jit_inner
 
 LOG_2 = math.log(2.0)
 
@@ -52,19 +52,8 @@ def gammaln(x):
     return math.lgamma(x)
 
 
-@jit()
-def scalar_digamma(x):
-    """``digamma`` callable from Python (for the tests)."""
-    return digamma(x)
-
-
-@jit()
-def scalar_gammaln(x):
-    return gammaln(x)
-
-
-@jit()
-def vb_posterior(ct, dp, nk, xk, sk, wcp, mpp, mean_prior, dofp, cp,
+@jit_inner()
+def _posterior(ct, dp, nk, xk, sk, wcp, mpp, mean_prior, dofp, cp,
                  wc, mean_precision, means, dof, cov):
     """scikit-learn's _estimate_weights / _estimate_means / _estimate_precisions
     (up to the precision factors: ``_mstep.compute_precision_cholesky``) from the
@@ -127,8 +116,8 @@ def vb_posterior(ct, dp, nk, xk, sk, wcp, mpp, mean_prior, dofp, cp,
             cov[k, 0, 0] = (cp[0, 0] + nk[k] * (sk[k, 0, 0] + g * (msq / d))) / dof[k]
 
 
-@jit()
-def vb_expectations(ct, dp, wc, mean_precision, dof, pc, d, log_w, offset, weights):
+@jit_inner()
+def _expectations(ct, dp, wc, mean_precision, dof, pc, d, log_w, offset, weights):
     """What the posterior alone gives: E[log pi_k] (``log_w``), the E-step's
     constants added to each log det (``offset``: scikit-learn's
     -d/2 log dof + 1/2 (log lambda - d / mean_precision)), the weights_, all (K,);
@@ -199,3 +188,99 @@ def vb_expectations(ct, dp, wc, mean_precision, dof, pc, d, log_w, offset, weigh
         log_wishart -= nu * ldpc + nu * d * 0.5 * LOG_2 + lg
         sum_log_mp += math.log(mean_precision[k])
     return -log_wishart - log_norm_weight - 0.5 * d * sum_log_mp
+
+
+@jit_inner()
+def _entropy(ct, rsum, ll, pc, aux, log_det, log_w, S):
+    """``vb_entropy`` from the scatter S about the E-step's means."""
+    K = log_w.shape[0]
+    d = S.shape[2]
+    first = 0.0
+    for k in range(K):
+        if rsum[k] > 0.0:  # an empty component adds nothing
+            first += rsum[k] * (log_w[k] + log_det[k] - 0.5 * d * LOG_2PI)
+    quad = 0.0
+    if ct == FULL or ct == TIED:
+        for k in range(K if ct == FULL else 1):  # tr(U^T S U), P = U U^T
+            for j in range(d):
+                for a in range(d):
+                    v = 0.0
+                    for b in range(d):
+                        v += S[k, a, b] * pc[k, b, j]
+                    quad += pc[k, a, j] * v
+    else:  # aux: the precision factor per feature
+        for k in range(K):
+            for a in range(d):
+                quad += aux[k, a] * aux[k, a] * S[k, 0, a]
+    return first - 0.5 * quad - ll
+
+
+def _build():
+    STAMP = SOURCE_STAMP  # in the cache key: an edit of _mstep.py recompiles
+
+    @jit()
+    def vb_mstep(ct, dp, f32, rsum, s1, s2, shift, gshift, wsum, reg_covar, eps, wcp, mpp,
+                 mean_prior, dofp, cp, wc, mean_precision, means, dof, cov, pc, derived):
+        """The M-step from the statistics (``_mstep.gaussian_parameters``, then the
+        posterior and its precision factors) and what the posterior alone gives:
+        derived[0] = E[log pi_k], derived[1] the E-step's offsets, derived[2] the
+        weights; returns (False, 0) where a covariance is not positive definite,
+        else (True, the lower bound's parameter terms). With ``f32`` the
+        parameters are rounded to float32 first (the values the model stores)."""
+        if STAMP == "":
+            return False, 0.0
+        K, d = s1.shape
+        nk, xk = np.empty(K), np.empty((K, d))
+        sk = np.empty(cov.shape)
+        gaussian_parameters(ct, rsum, s1, s2, shift, gshift, wsum, reg_covar, eps, nk, xk, sk)
+        _posterior(ct, dp, nk, xk, sk, wcp, mpp, mean_prior, dofp, cp, wc, mean_precision,
+                   means, dof, cov)
+        if not precision_factors(ct, cov, pc):
+            return False, 0.0
+        if f32:
+            for a in (wc.reshape(-1), mean_precision, means.reshape(-1), dof, cov.reshape(-1),
+                      pc.reshape(-1)):
+                for i in range(a.shape[0]):
+                    a[i] = np.float32(a[i])
+        return True, _expectations(ct, dp, wc, mean_precision, dof, pc, d, derived[0],
+                                   derived[1], derived[2])
+
+    @jit()
+    def vb_expectations(ct, dp, wc, mean_precision, dof, pc, d, derived):
+        """``vb_mstep``'s derived terms and bound of given parameters."""
+        if STAMP == "":
+            return 0.0
+        return _expectations(ct, dp, wc, mean_precision, dof, pc, d, derived[0], derived[1],
+                             derived[2])
+
+    @jit()
+    def vb_entropy(ct, rsum, s1, s2, shift, gshift, wsum, ll, means, pc, aux, log_det, log_w):
+        """sum_i w_i sum_k r_ik log r_ik of the pass that made the statistics at the
+        E-step (means, pc, aux, log_det, log_w; ``_mstep.EStep``).
+
+        log r_ik = log p(x_i, k) - log p(x_i), and the kernels' log p(x_i, k) is
+        c_k - 1/2 (x_i - m_k)^T P_k (x_i - m_k): so the sum is
+        sum_k [r_k c_k - 1/2 tr(P_k S_k)] - ll, with the scatter S_k about m_k
+        from the statistics and ll = sum_i w_i log p(x_i) their log-likelihood."""
+        if STAMP == "":
+            return 0.0
+        K, d = means.shape
+        dm = np.empty((K, d))
+        for k in range(K):
+            for a in range(d):
+                dm[k, a] = means[k, a] - shift[k, a]
+        S = np.empty((K if ct != TIED else 1, d if ct == FULL or ct == TIED else 1, d))
+        scatter_into(ct, rsum, s1, s2, shift, gshift, dm, wsum, S)
+        return _entropy(ct, rsum, ll, pc, aux, log_det, log_w, S)
+
+    @jit()
+    def special(x):
+        """(digamma(x), gammaln(x)), for the tests."""
+        if STAMP == "":
+            return 0.0, 0.0
+        return digamma(x), gammaln(x)
+
+    return vb_mstep, vb_expectations, vb_entropy, special
+
+
+vb_mstep, vb_expectations, vb_entropy, special = _build()
