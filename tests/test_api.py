@@ -97,3 +97,31 @@ def test_parameter_names_are_each_classs_own():
         assert list(est.get_params()) == BaseEstimator._get_param_names.__func__(cls)
     assert "extra" in Extended().get_params()
     assert "extra" not in GaussianMixture().get_params()
+
+
+def test_parameters_validated_again_whenever_they_change():
+    """Parameter values that passed are remembered (a refit skips the check), by
+    name, type and value: a value equal to a valid one but of another type (2.0
+    for n_components, 1 for a bool-typed parameter), an invalid value set after a
+    valid fit, and unhashable values are all still checked, with scikit-learn's
+    error."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from fastgmm import BayesianGaussianMixture
+
+    X = make_data(200, 2, 2)
+    est = GaussianMixture(2, random_state=0).fit(X)
+    est.fit(X)  # the remembered values
+    for bad in ({"n_components": 2.0}, {"warm_start": 1}, {"tol": -1.0},
+                {"covariance_type": "Full"}):
+        with pytest.raises(InvalidParameterError):
+            clone(est).set_params(**bad).fit(X)
+        sk = SkGaussianMixture(2).set_params(**bad)
+        with pytest.raises(InvalidParameterError):
+            sk.fit(X)
+    GaussianMixture(2, weights_init=[0.5, 0.5], random_state=0).fit(X)  # unhashable
+    with pytest.raises(InvalidParameterError, match="random_state"):
+        GaussianMixture(2, random_state=[0]).fit(X)  # unhashable
+    bgm = BayesianGaussianMixture(n_components=2, random_state=0).fit(X)
+    with pytest.raises(InvalidParameterError):
+        bgm.set_params(n_components=2.0).fit(X)
