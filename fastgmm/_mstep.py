@@ -243,18 +243,6 @@ def covariances_from_precisions(precisions, covariance_type):
     return (1.0 / precisions).astype(precisions.dtype, copy=False)
 
 
-def compute_log_det_cholesky(prec_chol, ct, n_features):
-    """log det of each precision Cholesky factor, shape (K,) (float64)."""
-    pc = np.asarray(prec_chol, dtype=np.float64)
-    if ct == FULL:
-        return np.sum(np.log(np.diagonal(pc, axis1=1, axis2=2)), axis=1)
-    if ct == TIED:
-        return np.sum(np.log(np.diag(pc)))
-    if ct == DIAG:
-        return np.sum(np.log(pc), axis=1)
-    return n_features * np.log(pc)
-
-
 class EStep:
     """What the E-step kernels need per component (see ``_estep``), float64: the
     arrays (means, pc, aux, log_det, log_w), unpacked in that order by ``*ep``,
@@ -287,33 +275,76 @@ def estep_params(weights, means, prec_chol, ct, log_w=None, log_det_offset=None)
     log p(x, k) = log_w + log_det - d/2 log(2 pi) - 1/2 (x - m)^T P (x - m), with
     log_w = log(weights) and log_det that of the precision factor unless given
     (a variational model's expected log weights, and its constants added to log_det
-    through ``log_det_offset``)."""
-    means = np.ascontiguousarray(means, dtype=np.float64)
+    through ``log_det_offset``). One compiled call (``estep_fill``)."""
+    f64 = np.float64
+    means = np.asarray(means, dtype=f64)
     K, d = means.shape
-    pc64 = np.asarray(prec_chol, dtype=np.float64)
-    if ct == FULL:
-        pc = np.ascontiguousarray(pc64)
-        aux = np.zeros((0, d))
-    elif ct == TIED:
-        pc = np.ascontiguousarray(pc64[None, :, :])
-        aux = np.ascontiguousarray(means @ pc64)
+    pc = np.asarray(prec_chol, dtype=f64)
+    if ct == TIED:
+        pc = pc[None]
     elif ct == DIAG:
-        pc = np.zeros((0, d, d))
-        aux = np.ascontiguousarray(pc64)
-    else:
-        pc = np.zeros((0, d, d))
-        aux = np.ascontiguousarray(np.repeat(pc64[:, None], d, axis=1))
-    log_det = compute_log_det_cholesky(pc64, ct, d)
-    if log_det_offset is not None:
-        log_det = log_det + np.asarray(log_det_offset, dtype=np.float64)
-    log_det = np.ascontiguousarray(np.broadcast_to(log_det, (K,)), dtype=np.float64)
-    if log_w is None:
-        with np.errstate(divide="ignore"):
-            log_w = np.log(np.asarray(weights, dtype=np.float64))
-    else:
-        log_w = np.ascontiguousarray(log_w, dtype=np.float64)
-    gshift = np.asarray(weights, dtype=np.float64) @ means
-    return EStep(ct, means, pc, aux, log_det, log_w, gshift)
+        pc = pc[:, None, :]
+    elif ct == SPHERICAL:
+        pc = pc.reshape(K, 1, 1)
+    empty = np.zeros(0)
+    out = EStep(ct, np.empty((K, d)), np.empty((K if ct == FULL else int(ct == TIED), d, d)),
+                np.empty((0 if ct == FULL else K, d)), np.empty(K), np.empty(K), np.empty(d))
+    estep_fill(ct, np.ascontiguousarray(weights, dtype=f64), np.ascontiguousarray(means),
+               np.ascontiguousarray(pc),
+               empty if log_w is None else np.ascontiguousarray(log_w, dtype=f64),
+               empty if log_det_offset is None
+               else np.ascontiguousarray(np.broadcast_to(log_det_offset, (K,)), dtype=f64),
+               *out, out.gshift)
+    return out
+
+
+@jit()
+def estep_fill(ct, weights, means, pc, log_w_in, offset, m_out, pc_out, aux, log_det, log_w,
+               gshift):
+    """``estep_params``' arrays from the precision factors ``pc`` in ``cov_layout``:
+    the means; the factors themselves ('full', 'tied'); aux, the means times the
+    factor ('tied') or the factor per feature ('diag', 'spherical'); the log det of
+    each factor (plus ``offset`` where given); log_w (``log_w_in`` where given, else
+    log(weights)); gshift, the weights' average of the means."""
+    K, d = means.shape
+    for k in range(K):
+        for a in range(d):
+            m_out[k, a] = means[k, a]
+    if ct == FULL or ct == TIED:
+        for k in range(pc_out.shape[0]):
+            for a in range(d):
+                for b in range(d):
+                    pc_out[k, a, b] = pc[k, a, b]
+    for k in range(K):
+        if ct == TIED:
+            for j in range(d):
+                acc = 0.0
+                for a in range(d):
+                    acc += means[k, a] * pc[0, a, j]
+                aux[k, j] = acc
+        elif ct == DIAG:
+            for a in range(d):
+                aux[k, a] = pc[k, 0, a]
+        elif ct == SPHERICAL:
+            for a in range(d):
+                aux[k, a] = pc[k, 0, 0]
+        ld = 0.0
+        if ct == FULL or ct == TIED:
+            kk = k if ct == FULL else 0
+            for a in range(d):
+                ld += math.log(pc[kk, a, a])
+        elif ct == DIAG:
+            for a in range(d):
+                ld += math.log(pc[k, 0, a])
+        else:
+            ld = d * math.log(pc[k, 0, 0])
+        log_det[k] = ld + offset[k] if offset.shape[0] > 0 else ld
+        log_w[k] = log_w_in[k] if log_w_in.shape[0] > 0 else math.log(weights[k])
+    for a in range(d):
+        acc = 0.0
+        for k in range(K):
+            acc += weights[k] * means[k, a]
+        gshift[a] = acc
 
 
 def covariance_shape(covariance_type, n_components, n_features):
