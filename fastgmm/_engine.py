@@ -12,10 +12,13 @@ X; nothing about a call is stored on the estimator.
 ``_accumulate``, serial over fixed chunks, on fastgmm's threads (``_pool``).
 """
 
+import functools
+
 import numpy as np
 
 from . import _pool
-from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, whitened_to_shift
+from ._accumulate import (MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, sum_slots,
+                          whitened_to_shift)
 from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, block_size, log_prob_kernel,
                      quad_params, quad_pays, small_d, tile_params,
                      uses_tiles)
@@ -25,6 +28,16 @@ from ._mstep import EStep
 from ._stats import Stats, s2_shape
 
 OUTPUTS = {"lse": OUT_LSE, "label": OUT_LABEL, "resp": OUT_RESP}
+
+
+@functools.lru_cache(maxsize=512)
+def _geometry(ct, mode, n_rows, d, K):
+    """(tiled, blocks, s2's shape, slots, work for the thread count) of a pass."""
+    nb = -(-n_rows // block_size(ct, d))
+    s2s = s2_shape(ct, K, d)
+    nch = n_chunks(nb, (K * (d + 1) + int(np.prod(s2s)) + 1) * 8)
+    work = n_rows * d * (d if ct == FULL else 1) * (1 if mode == MODE_LABELS else K)
+    return uses_tiles(ct, d), nb, s2s, nch, work
 
 
 class CPUEngine:
@@ -48,10 +61,7 @@ class CPUEngine:
         X, d = self.X, self.n_features
         K = shift.shape[0]
         row0, row1 = (0, self.n_samples) if rows is None else rows
-        tiled = uses_tiles(ct, d)
-        nb = -(-(row1 - row0) // block_size(ct, d))
-        s2s = s2_shape(ct, K, d)
-        nch = n_chunks(nb, (K * (d + 1) + int(np.prod(s2s)) + 1) * 8)
+        tiled, nb, s2s, nch, flops = _geometry(ct, mode, row1 - row0, d, K)
         nk, s1 = np.zeros((nch, K)), np.zeros((nch, K, d))
         s2, ll = np.zeros((nch,) + s2s), np.zeros(nch)
         R = np.zeros((0, K)) if R is None else R
@@ -62,7 +72,6 @@ class CPUEngine:
         ep, quad = self._with_quad(ep, tiled and mode == MODE_EM)
         ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM and not quad)
         kernel = stats_kernel(ct, tiled, mode, small_d(ct, d) if mode == MODE_EM else 0)
-        flops = (row1 - row0) * d * (d if ct == FULL else 1) * (1 if mode == MODE_LABELS else K)
         T = _pool.threads_for(self.n_jobs, nch, flops)
 
         def chunks(first, step):
@@ -71,7 +80,8 @@ class CPUEngine:
 
         with _pool.blas_one_thread(tiled and mode != MODE_LABELS):
             _pool.run_chunks(chunks, nch, nb, T)
-            st = Stats(ct, nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0), float(ll.sum()),
+            nk_t, s1_t, s2_t = np.empty(K), np.empty((K, d)), np.empty(s2s)
+            st = Stats(ct, nk_t, s1_t, s2_t, sum_slots(nk, s1, s2, ll, nk_t, s1_t, s2_t),
                        shift, gshift)
             if tiled and mode == MODE_EM and not quad:
                 # the whitened sums back to x coordinates about the shift

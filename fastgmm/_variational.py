@@ -201,13 +201,17 @@ def _entropy(ct, rsum, ll, pc, aux, log_det, log_w, S):
             first += rsum[k] * (log_w[k] + log_det[k] - 0.5 * d * LOG_2PI)
     quad = 0.0
     if ct == FULL or ct == TIED:
+        W = np.empty(d)
         for k in range(K if ct == FULL else 1):  # tr(U^T S U), P = U U^T
-            for j in range(d):
-                for a in range(d):
-                    v = 0.0
-                    for b in range(d):
-                        v += S[k, a, b] * pc[k, b, j]
-                    quad += pc[k, a, j] * v
+            for a in range(d):  # sum_j U_aj (S U)_aj, row a of S U at a time
+                for j in range(d):
+                    W[j] = 0.0
+                for b in range(d):
+                    sab = S[k, a, b]
+                    for j in range(d):
+                        W[j] += sab * pc[k, b, j]
+                for j in range(d):
+                    quad += pc[k, a, j] * W[j]
     else:  # aux: the precision factor per feature
         for k in range(K):
             for a in range(d):
