@@ -465,21 +465,23 @@ def _labels_rows(X, w, start, stop, labels, shift, nk, s1, s2, dv, full):
 
 @jit_inner()
 def _labels_tied(X, w, start, stop, labels, shift, gshift, nk, s1, s2, dv):
-    """'tied' with hard labels: each component's first moments, and the pooled
-    scatter about gshift over all rows."""
+    """'tied' with hard labels: each component's first moments, and (where s2 has
+    rows) the pooled scatter about gshift over all rows."""
     K, d = shift.shape
     unit = w.shape[0] == 0
+    pooled = s2.shape[1] > 0
     for i in range(start, stop):
         wi = 1.0 if unit else w[i]
         if wi == 0.0:
             continue
-        for a in range(d):
-            dv[a] = X[i, a] - gshift[a]
-        for a in range(d):
-            va = wi * dv[a]
-            s2[0, d, a] += va
-            for b in range(d):  # the whole square, as for 'full'
-                s2[0, a, b] += va * dv[b]
+        if pooled:
+            for a in range(d):
+                dv[a] = X[i, a] - gshift[a]
+            for a in range(d):
+                va = wi * dv[a]
+                s2[0, d, a] += va
+                for b in range(d):  # the whole square, as for 'full'
+                    s2[0, a, b] += va * dv[b]
         k = labels[i]
         if k >= K:
             continue
@@ -612,7 +614,8 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                     _block_accumulate_full(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], D, wr)
                 elif CT == TIED:
                     _block_first_moments(XT, B, wb, RB, shift, nk[c], s1[c], wr)
-                    _scatter(XT, B, gshift, wb, D, s2[c, 0, d], s2[c, 0, :d])
+                    if s2.shape[2] > 0:  # s2 without rows: the pooled sums are known
+                        _scatter(XT, B, gshift, wb, D, s2[c, 0, d], s2[c, 0, :d])
                 else:
                     _block_accumulate_diag(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], W2)
             if quad:

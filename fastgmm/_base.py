@@ -374,11 +374,14 @@ class BaseMixture(DensityMixin, BaseEstimator):
             # one row a component: each row is its component's mean
             labels = labels_of_rows(engine.n_samples, indices)
             guess = (engine.rows(indices), np.ones(K))
-            if self.covariance_type != "tied" and getattr(engine, "subset", None) is not None:
+            if getattr(engine, "subset", None) is not None:
                 # no other row has a responsibility: the chosen rows' statistics
-                # alone, the same sums without a pass over X ('tied' pools X^T X)
+                # alone, the same sums without a pass over X (for 'tied', whose
+                # pooled sums need all rows, once a pass has made them)
                 chosen = np.unique(indices)
-                engine, labels = engine.subset(chosen), labels[chosen]
+                sub = engine.subset(chosen, COV_CODES[self.covariance_type])
+                if sub is not None:
+                    engine, labels = sub, labels[chosen]
         return engine.given_stats(COV_CODES[self.covariance_type], K, labels=labels,
                                   resp_chunks=R_chunks, guess=guess)
 

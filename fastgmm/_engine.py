@@ -19,13 +19,13 @@ import numpy as np
 from . import _pool
 from ._accumulate import (MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, sum_slots,
                           whitened_to_shift)
-from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, block_size, log_prob_kernel,
+from ._estep import (FULL, OUT_LABEL, TIED, OUT_LSE, OUT_RESP, block_size, log_prob_kernel,
                      quad_params, quad_pays, small_d, tile_params,
                      uses_tiles)
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
 from ._numba import n_chunks, work_dtype
 from ._mstep import EStep
-from ._stats import Stats, s2_shape
+from ._stats import Stats, pooled_moved, s2_shape
 
 OUTPUTS = {"lse": OUT_LSE, "label": OUT_LABEL, "resp": OUT_RESP}
 
@@ -54,6 +54,10 @@ class CPUEngine:
         self.dtype = work_dtype(X)
         self.eps = float(np.finfo(self.dtype).eps)
         self.n_jobs = n_jobs
+        # 'tied' passes' pooled sums over all rows (they depend on the data alone):
+        # (their centre, s2, the rows' total weight), kept from the first pass that
+        # makes them (an engine on some rows, ``subset``, holds its parent's)
+        self._pooled = None
 
     # ------------------------------------------------------------ one pass
     def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None):
@@ -62,6 +66,13 @@ class CPUEngine:
         K = shift.shape[0]
         row0, row1 = (0, self.n_samples) if rows is None else rows
         tiled, nb, s2s, nch, flops = _geometry(ct, mode, row1 - row0, d, K)
+        # 'tied' over all rows: the pooled sums of an earlier pass, moved to this
+        # pass's gshift, instead of d^2 / 2 products a row again (a kernel given s2
+        # without rows skips them)
+        pooled = ct == TIED and rows is None and mode != MODE_RESP
+        known = pooled and self._pooled is not None
+        if known:
+            s2s = (1, 0, d)
         nk, s1 = np.zeros((nch, K)), np.zeros((nch, K, d))
         s2, ll = np.zeros((nch,) + s2s), np.zeros(nch)
         R = np.zeros((0, K)) if R is None else R
@@ -83,6 +94,11 @@ class CPUEngine:
             nk_t, s1_t, s2_t = np.empty(K), np.empty((K, d)), np.empty(s2s)
             st = Stats(ct, nk_t, s1_t, s2_t, sum_slots(nk, s1, s2, ll, nk_t, s1_t, s2_t),
                        shift, gshift)
+            if known:
+                centre, s2_known, wsum = self._pooled
+                st.s2 = pooled_moved(s2_known, centre, gshift, wsum)
+            elif pooled:
+                self._pooled = (np.array(gshift, dtype=np.float64), s2_t.copy(), self.wsum)
             if tiled and mode == MODE_EM and not quad:
                 # the whitened sums back to x coordinates about the shift
                 s1x, s2x = np.zeros_like(st.s1), np.zeros_like(st.s2)
@@ -198,11 +214,17 @@ class CPUEngine:
     def rows(self, indices):
         return np.asarray(self.X[indices], dtype=np.float64)
 
-    def subset(self, indices):
-        """An engine on the rows ``indices`` alone (sorted, unique): a read-only
+    def subset(self, indices, ct):
+        """An engine on the rows ``indices`` alone (sorted, unique) for statistics of
+        type ``ct`` where only those rows have a responsibility: a read-only
         C-ordered copy in X's dtype (an X of another layout compiles its C-order
-        labels kernel once)."""
+        labels kernel once). 'tied' statistics pool all rows: only once an earlier
+        pass has made those sums (which the new engine then holds), else None."""
+        if ct == TIED and self._pooled is None:
+            return None
         X = np.ascontiguousarray(self.X[indices])
         X.flags.writeable = False
         w = None if self.sample_weight is None else self.sample_weight[indices]
-        return CPUEngine(X, w, self.n_jobs)
+        sub = CPUEngine(X, w, self.n_jobs)
+        sub._pooled = self._pooled
+        return sub

@@ -30,6 +30,21 @@ def sym_upper(a):
     return np.where(_upper_mask(a.shape[-1]), a, np.swapaxes(a, -1, -2))
 
 
+def pooled_moved(s2, g_from, g_to, wsum):
+    """A 'tied' pass's pooled sums s2 (1, d + 1, d) (rows :d: sum_i w_i (x_i - g)
+    (x_i - g)^T, upper triangle; row d: sum_i w_i (x_i - g)) about g = g_from,
+    moved to g_to by exact algebra (x - g_to = (x - g_from) + dg): a new array,
+    the square filled."""
+    d = s2.shape[2]
+    dg = np.asarray(g_from, dtype=np.float64) - g_to
+    S = sym_upper(s2[0, :d])
+    e = s2[0, d]
+    out = np.empty((1, d + 1, d))
+    out[0, :d] = S + np.outer(e, dg) + np.outer(dg, e) + wsum * np.outer(dg, dg)
+    out[0, d] = e + wsum * dg
+    return out
+
+
 def s2_shape(ct, n_components, n_features):
     K, d = n_components, n_features
     if ct == FULL:
@@ -66,12 +81,7 @@ class Stats:
             s2 = (s2 + cross + np.swapaxes(cross, 1, 2)
                   + nk[:, None, None] * delta[:, :, None] * delta[:, None, :])
         elif self.ct == TIED:
-            dg = self.gshift - origin
-            S = sym_upper(self.s2[0, :d])
-            e = self.s2[0, d]
-            s2 = np.empty_like(self.s2)
-            s2[0, :d] = S + np.outer(e, dg) + np.outer(dg, e) + wsum * np.outer(dg, dg)
-            s2[0, d] = e + wsum * dg
+            s2 = pooled_moved(self.s2, self.gshift, origin, wsum)
         else:
             s2 = self.s2 + (2 * s1 * delta + nk[:, None] * delta * delta)[:, None, :]
         origin = np.asarray(origin, dtype=np.float64)

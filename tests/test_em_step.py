@@ -165,3 +165,31 @@ def test_quadratic_features_only_where_their_rounding_is_small(noise, offset, mo
     if noise == 1e-5:
         assert not took_quad
     _assert_same_stats(quad, whitened, rtol=1e-7)
+
+
+def test_tied_passes_reuse_the_pooled_sums():
+    """A 'tied' pass's pooled sum_i w_i (x_i - g)(x_i - g)^T depends on the data
+    alone: an engine makes it once and moves it to each later pass's g (exact
+    algebra); each later pass equals a fresh engine's direct one to rounding."""
+    from fastgmm._engine import CPUEngine
+    from fastgmm._estep import COV_CODES
+    from fastgmm._mstep import compute_precision_cholesky, estep_params
+
+    X = make_data(3000, 5, 3, seed=8) * 3.0 + 11.0
+    w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
+    K, d = 3, X.shape[1]
+    rng = np.random.RandomState(2)
+    eng = CPUEngine(X, w)
+    for it in range(3):
+        means = X[rng.choice(X.shape[0], K, replace=False)] + it
+        cov = np.cov(X.T) * (0.5 + it)
+        ep = estep_params(rng.dirichlet(np.ones(K)), means,
+                          compute_precision_cholesky(cov, "tied"), COV_CODES["tied"])
+        got, ref = eng.stats(ep), CPUEngine(X, w).stats(ep)
+        for name in ("nk", "s1", "ll"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+        scale = np.abs(ref.s2).max()
+        np.testing.assert_allclose(np.triu(got.s2[0, :d]), np.triu(ref.s2[0, :d]),
+                                   rtol=1e-12, atol=1e-13 * scale)
+        np.testing.assert_allclose(got.s2[0, d], ref.s2[0, d], rtol=1e-12,
+                                   atol=1e-13 * scale)

@@ -129,3 +129,43 @@ def test_start_from_the_chosen_rows_equals_the_pass_over_all(covariance_type, d,
     for name in ("nk", "s1", "s2", "shift", "gshift"):
         assert np.array_equal(getattr(st, name), getattr(full, name)), name
     assert st.ll == full.ll
+
+
+@pytest.mark.parametrize("d", [3, 20])
+def test_tied_start_from_the_chosen_rows_and_the_known_pooled_sums(d):
+    """'tied' pools X^T X over all rows: once a pass has made those sums (here a
+    one-component pass, as the Bayesian mixture's prior makes), a
+    'random_from_data' start takes the chosen rows alone plus those sums moved to
+    its centre (exact algebra), equal to the pass over all rows to rounding; with
+    no such pass yet it runs that pass (bitwise the same)."""
+    from fastgmm._base import COV_CODES
+    from fastgmm._engine import CPUEngine
+    from fastgmm._kmeans import labels_of_rows, rows_from_data
+    from fastgmm._mstep import estep_params
+
+    X = make_data(n=2000, d=d, K=3, seed=5) + 7.0
+    K, tied = 5, COV_CODES["tied"]
+    idx = rows_from_data(np.random.RandomState(3), X.shape[0], K)
+    sw = np.random.RandomState(4).uniform(0.5, 2.0, size=X.shape[0])
+    sw[idx[1]] = 0.0
+    gm = GaussianMixture(K, covariance_type="tied", init_params="random_from_data")
+
+    def full_pass():
+        eng = CPUEngine(X, sw)
+        return eng.given_stats(tied, K, labels=labels_of_rows(X.shape[0], idx),
+                               guess=(eng.rows(idx), np.ones(K)))
+
+    first = CPUEngine(X, sw)
+    st = gm._start_stats(first, np.random.RandomState(3))  # no pooled sums yet
+    ref = full_pass()
+    for name in ("nk", "s1", "s2", "shift", "gshift"):
+        assert np.array_equal(getattr(st, name), getattr(ref, name)), name
+    known = CPUEngine(X, sw)
+    known.stats(estep_params(np.ones(1), X[:1] - 3.0, np.eye(d), tied))  # makes them
+    st = gm._start_stats(known, np.random.RandomState(3))
+    for name in ("nk", "s1", "shift", "gshift"):
+        assert np.array_equal(getattr(st, name), getattr(ref, name)), name
+    scale = np.abs(ref.s2).max()
+    np.testing.assert_allclose(np.triu(st.s2[0, :d]), np.triu(ref.s2[0, :d]), rtol=1e-12,
+                               atol=1e-13 * scale)
+    np.testing.assert_allclose(st.s2[0, d], ref.s2[0, d], rtol=1e-12, atol=1e-13 * scale)
