@@ -31,8 +31,8 @@ import numpy as np
 
 from ._estep import (FULL, QUAD_ROWS, TIED, TILE_BLOCK, block_log_prob_diag,
                      block_log_prob_full, quad_log_prob,
-                     block_log_prob_tiles, block_log_prob_tied, block_resp, centre_block,
-                     load_block, whitened_chunk)
+                     block_log_prob_tiles, block_log_prob_tied, block_ll, centre_block,
+                     load_block, resp_sums, whitened_chunk)
 from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner
 from ._small import acc_full_small, lp_full_small
 
@@ -340,8 +340,8 @@ def _quad_rows(Xc, s0, Bs, WR, over, acc):
 
 
 @jit_inner()
-def _block_em_quad(Xc, B, wb, Wq, log_det, log_w, means, pc, gshift, acc, F, LPq, G, over,
-                   lse, mx, scale):
+def _block_em_quad(Xc, B, wb, unit, Wq, log_det, log_w, means, pc, gshift, acc, F, LPq, G,
+                   over, lse, mx, scale):
     """The float64 tiled 'full' EM block by quadratic features (``quad_params``),
     QUAD_ROWS rows at a time: LP = Wq F + the constants (one product), the
     responsibilities, then acc (K, len(phi)) += (w r) F^T (one product): the
@@ -356,10 +356,8 @@ def _block_em_quad(Xc, B, wb, Wq, log_det, log_w, means, pc, gshift, acc, F, LPq
             Fs, LP = np.empty((F.shape[0], Bs)), np.empty((K, Bs))
         n_over = quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, means, pc, gshift, Fs, LP,
                                over)
-        block_resp(LP, Bs, lse, mx, scale)
-        for i in range(Bs):
-            if wb[s0 + i] != 0.0:
-                ll += wb[s0 + i] * lse[i]
+        resp_sums(LP, Bs, lse, mx, scale)
+        ll += block_ll(lse, mx, wb[s0:], Bs, unit, scale)
         for k in range(K):
             for i in range(Bs):
                 LP[k, i] *= wb[s0 + i]
@@ -564,8 +562,8 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                 if TL == 1 and quad:
                     Xq = np.empty((B, d))
                     centre_block(X, start, stop, gshift, Xq)
-                    acc_ll += _block_em_quad(Xq, B, wb, aux, log_det, log_w, means, pc, gshift,
-                                             qacc, F, LPq, G, over, lse, mx, scale)
+                    acc_ll += _block_em_quad(Xq, B, wb, unit, aux, log_det, log_w, means, pc,
+                                             gshift, qacc, F, LPq, G, over, lse, mx, scale)
                     continue
                 if TL == 1:
                     Xc = np.empty((B, d), dtype=ucat.dtype)
@@ -588,10 +586,8 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                         else:
                             block_log_prob_diag(XT, B, means, aux, log_det, log_w, RB)
                 if MODE == MODE_EM:
-                    block_resp(RB, B, lse, mx, scale)
-                    for i in range(B):
-                        if wb[i] != 0.0:
-                            acc_ll += wb[i] * lse[i]
+                    resp_sums(RB, B, lse, mx, scale)
+                    acc_ll += block_ll(lse, mx, wb, B, unit, scale)
                 else:
                     for k in range(K):
                         for i in range(B):

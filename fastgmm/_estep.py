@@ -300,14 +300,16 @@ def _log_rows(x, B, mb):
 
 
 @jit_inner()
-def block_resp(LP, B, lse, mx, scale):
-    """LP (K, B) -> responsibilities in place; lse[i] = log sum_k exp(LP[k, i]).
-    Loops run over the rows innermost (contiguous) so that they vectorise; scale
-    (int64, B) is scratch."""
+def resp_sums(LP, B, sums, mx, scale):
+    """LP (K, B) -> responsibilities in place; mx[i] the row's largest LP (0 where
+    that is -inf) and sums[i] = sum_k exp(LP[k, i] - mx[i]) (in [1, K] where mx is
+    finite), whose log plus mx is log sum_k exp(LP[k, i]). Loops run over the
+    rows innermost (contiguous) so that they vectorise; scale (int64, B) is
+    scratch."""
     K = LP.shape[0]
     for i in range(B):
         mx[i] = LP[0, i]
-        lse[i] = 0.0
+        sums[i] = 0.0
     for k in range(1, K):
         for i in range(B):
             mx[i] = max(mx[i], LP[k, i])
@@ -317,16 +319,50 @@ def block_resp(LP, B, lse, mx, scale):
     for k in range(K):
         _exp_rows(LP, k, mx, B, scale)
         for i in range(B):
-            lse[i] += LP[k, i]
+            sums[i] += LP[k, i]
     inv = scale.view(np.float64)
     for i in range(B):
-        inv[i] = 1.0 / lse[i]
+        inv[i] = 1.0 / sums[i]
     for k in range(K):  # rows innermost: a row at a time strides by B through LP
         for i in range(B):
             LP[k, i] *= inv[i]
+
+
+@jit_inner()
+def block_resp(LP, B, lse, mx, scale):
+    """LP (K, B) -> responsibilities in place; lse[i] = log sum_k exp(LP[k, i])."""
+    resp_sums(LP, B, lse, mx, scale)
     _log_rows(lse, B, scale)
     for i in range(B):
         lse[i] += mx[i]
+
+
+LL_GROUP = 16  # rows whose sums (each at most K) one log takes: K^16 < 2^1024 to K = 2^63
+
+
+@jit_inner()
+def block_ll(sums, mx, wb, B, unit, scale):
+    """sum_i w_i log sum_k exp(LP[k, i]) of a block from ``resp_sums``' sums and mx
+    (sums is overwritten). Unit weights: sum_i mx_i plus the log of the product of
+    LL_GROUP rows' sums at a time (one log for 16 rows: each product is 16
+    roundings, 2e-15 of the log at most, against about 1 rounding of each row's
+    log; a row whose sums are 0, inf or NaN gives -inf, inf or NaN as its own log
+    would). Else each row's log, rows of weight 0 left out."""
+    acc = 0.0
+    if unit:
+        for i in range(B):
+            acc += mx[i]
+        for i0 in range(0, B, LL_GROUP):
+            p = 1.0
+            for i in range(i0, min(B, i0 + LL_GROUP)):
+                p *= sums[i]
+            acc += math.log(p)
+        return acc
+    _log_rows(sums, B, scale)
+    for i in range(B):
+        if wb[i] != 0.0:
+            acc += wb[i] * (sums[i] + mx[i])
+    return acc
 
 
 def tile_params(pc, means, gshift, dtype):

@@ -175,6 +175,35 @@ def test_vectorised_log_and_responsibilities():
     np.testing.assert_allclose(R[:, ok], np.exp(LP[:, ok] - ref[ok]), rtol=1e-13, atol=1e-300)
 
 
+def test_block_log_likelihood_by_products_of_row_sums():
+    """A pass's log-likelihood with unit weights takes one log of 16 rows' sums:
+    against scipy's logsumexp summed over a block whose length is not a multiple
+    of 16, rows up to K = 1000 components; with weights each row's log, and a
+    row of weight 0 left out whatever its value; an all -inf row gives -inf."""
+    from numba import njit
+    from scipy.special import logsumexp
+
+    from fastgmm._estep import block_ll, resp_sums
+
+    @njit
+    def ll(LP, w, unit):
+        B = LP.shape[1]
+        sums, mx, scale = np.empty(B), np.empty(B), np.empty(B, dtype=np.int64)
+        resp_sums(LP, B, sums, mx, scale)
+        return block_ll(sums, mx, w, B, unit, scale)
+
+    rng = np.random.RandomState(3)
+    for K, B in ((1, 256), (4, 250), (1000, 37), (7, 3)):
+        LP = rng.uniform(-80, 5, (K, B))
+        ref = logsumexp(LP, axis=0)
+        assert ll(LP.copy(), np.ones(B), True) == pytest.approx(ref.sum(), rel=1e-14)
+        w = rng.uniform(0, 2, B)
+        w[0] = 0.0
+        LP[:, 0] = -np.inf
+        assert ll(LP.copy(), w, False) == pytest.approx(w[1:] @ ref[1:], rel=1e-14)
+        assert ll(LP.copy(), np.ones(B), True) == -np.inf
+
+
 def test_quadratic_feature_outputs_equal_the_whitened_outputs(monkeypatch):
     """float64 'full' from 16 features: score_samples, predict_proba and predict by
     the quadratic features (one product for all components, ``_estep.quad_params``)
