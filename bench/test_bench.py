@@ -5,6 +5,7 @@ Quick: python -m pytest bench --benchmark-disable      (each case once, shapes s
 Report (table, memory, chart): python bench/report.py
 """
 
+import time
 import warnings
 
 import numpy as np
@@ -57,6 +58,11 @@ def fit_rounds(impl, n, d, K):
 def run(benchmark, quick, fn, rounds):
     if quick and benchmark.disabled:
         return benchmark(fn)
+    # the previous case's threads settle first: OpenBLAS's workers spin for about 0.1 s
+    # after a product (scikit-learn's case runs just before fastgmm's), and a spinning
+    # thread on the other core slowed fastgmm's 10k x 8 'tied' rounds from 1.3-1.5 to
+    # 2.6-4.1 ms
+    time.sleep(0.3)
     return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
 
 

@@ -121,8 +121,32 @@ def block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, t, maha):
 def block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
     K, d = aux.shape
     const = -0.5 * d * LOG_2PI
-    # y = x U once per row (kept in D), then per component subtract mu_k U
-    for j in range(d):
+    # y = x U once per row (kept in D), then per component subtract mu_k U. Four
+    # features of y a sweep over four of x (U is upper-triangular, its zeros
+    # stored): each x and each partial sum loaded once for 16 multiply-adds
+    # (one a sweep loaded and stored the partial sum at each: the 'tied' pass of
+    # 10k x 8, K = 4 151 -> 122 us on one core, 100k x 32, K = 16 14.3 -> 13.1 ms)
+    j0 = 0
+    while j0 + 4 <= d:
+        for q in range(4):
+            for i in range(B):
+                D[j0 + q, i] = 0.0
+        for a in range(0, j0 + 4, 4):
+            u00, u01, u02, u03 = pc[0, a, j0], pc[0, a, j0 + 1], pc[0, a, j0 + 2], pc[0, a, j0 + 3]
+            u10, u11, u12, u13 = (pc[0, a + 1, j0], pc[0, a + 1, j0 + 1], pc[0, a + 1, j0 + 2],
+                                  pc[0, a + 1, j0 + 3])
+            u20, u21, u22, u23 = (pc[0, a + 2, j0], pc[0, a + 2, j0 + 1], pc[0, a + 2, j0 + 2],
+                                  pc[0, a + 2, j0 + 3])
+            u30, u31, u32, u33 = (pc[0, a + 3, j0], pc[0, a + 3, j0 + 1], pc[0, a + 3, j0 + 2],
+                                  pc[0, a + 3, j0 + 3])
+            for i in range(B):
+                x0, x1, x2, x3 = XT[a, i], XT[a + 1, i], XT[a + 2, i], XT[a + 3, i]
+                D[j0, i] += (x0 * u00 + x1 * u10) + (x2 * u20 + x3 * u30)
+                D[j0 + 1, i] += (x0 * u01 + x1 * u11) + (x2 * u21 + x3 * u31)
+                D[j0 + 2, i] += (x0 * u02 + x1 * u12) + (x2 * u22 + x3 * u32)
+                D[j0 + 3, i] += (x0 * u03 + x1 * u13) + (x2 * u23 + x3 * u33)
+        j0 += 4
+    for j in range(j0, d):  # the last d % 4 features, one a sweep
         for i in range(B):
             t[i] = 0.0
         for a in range(j + 1):
@@ -134,10 +158,20 @@ def block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
     for k in range(K):
         for i in range(B):
             maha[i] = 0.0
-        for j in range(d):
-            c = aux[k, j]
+        j = 0
+        while j + 4 <= d:
+            c0, c1, c2, c3 = aux[k, j], aux[k, j + 1], aux[k, j + 2], aux[k, j + 3]
             for i in range(B):
-                v = D[j, i] - c
+                v0 = D[j, i] - c0
+                v1 = D[j + 1, i] - c1
+                v2 = D[j + 2, i] - c2
+                v3 = D[j + 3, i] - c3
+                maha[i] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+            j += 4
+        for jj in range(j, d):
+            c = aux[k, jj]
+            for i in range(B):
+                v = D[jj, i] - c
                 maha[i] += v * v
         c0 = log_w[k] + log_det[k] + const
         for i in range(B):
