@@ -42,24 +42,6 @@ MODE_EM, MODE_RESP, MODE_LABELS = 0, 1, 2
 ZKEEP_BYTES = 8 << 20
 
 
-@jit()
-def sum_slots(nk, s1, s2, ll, nk_out, s1_out, s2_out):
-    """A pass's slots added in slot order into the outputs (the order of NumPy's
-    sum over the first axis; one call instead of four); returns the sum of ll."""
-    for out, slots in ((nk_out.reshape(-1), nk.reshape(nk.shape[0], -1)),
-                       (s1_out.reshape(-1), s1.reshape(s1.shape[0], -1)),
-                       (s2_out.reshape(-1), s2.reshape(s2.shape[0], -1))):
-        for j in range(out.shape[0]):
-            acc = slots[0, j]
-            for c in range(1, slots.shape[0]):
-                acc += slots[c, j]
-            out[j] = acc
-    tot = ll[0]
-    for c in range(1, ll.shape[0]):
-        tot += ll[c]
-    return tot
-
-
 @jit_inner()
 def _scatter(XT, B, c, wts, D, s1row, s2mat):
     """D = XT - c; s1row += sum_i wts_i D_i; s2mat (upper triangle) += sum_i

@@ -17,8 +17,7 @@ import functools
 import numpy as np
 
 from . import _pool
-from ._accumulate import (MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, sum_slots,
-                          whitened_to_shift)
+from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, whitened_to_shift
 from ._estep import (FULL, OUT_LABEL, TIED, OUT_LSE, OUT_RESP, block_size, log_prob_kernel,
                      quad_params, quad_pays, small_d, tile_params,
                      uses_tiles)
@@ -91,14 +90,13 @@ class CPUEngine:
 
         with _pool.blas_one_thread(tiled and mode != MODE_LABELS):
             _pool.run_chunks(chunks, nch, nb, T)
-            nk_t, s1_t, s2_t = np.empty(K), np.empty((K, d)), np.empty(s2s)
-            st = Stats(ct, nk_t, s1_t, s2_t, sum_slots(nk, s1, s2, ll, nk_t, s1_t, s2_t),
+            st = Stats(ct, nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0), float(ll.sum()),
                        shift, gshift)
             if known:
                 centre, s2_known, wsum = self._pooled
                 st.s2 = pooled_moved(s2_known, centre, gshift, wsum)
             elif pooled:
-                self._pooled = (np.array(gshift, dtype=np.float64), s2_t.copy(), self.wsum)
+                self._pooled = (np.array(gshift, dtype=np.float64), st.s2.copy(), self.wsum)
             if tiled and mode == MODE_EM and not quad:
                 # the whitened sums back to x coordinates about the shift
                 s1x, s2x = np.zeros_like(st.s1), np.zeros_like(st.s2)
