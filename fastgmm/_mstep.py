@@ -16,7 +16,7 @@ from scipy import linalg
 from ._estep import COV_CODES, DIAG, FULL, SPHERICAL, TIED
 
 COV_NAMES = {code: name for name, code in COV_CODES.items()}
-from ._numba import jit
+from ._numba import jit, jit_inner
 
 ILL_DEFINED = (
     "Fitting the mixture model failed because some components have "
@@ -298,6 +298,22 @@ def estep_params(weights, means, prec_chol, ct, log_w=None, log_det_offset=None)
     return out
 
 
+@jit_inner()
+def factor_log_det(ct, pc, k, d):
+    """log det of component k's precision factor, ``pc`` in ``cov_layout``."""
+    ld = 0.0
+    if ct == FULL or ct == TIED:
+        kk = k if ct == FULL else 0
+        for a in range(d):
+            ld += math.log(pc[kk, a, a])
+    elif ct == DIAG:
+        for a in range(d):
+            ld += math.log(pc[k, 0, a])
+    else:
+        ld = d * math.log(pc[k, 0, 0])
+    return ld
+
+
 @jit()
 def estep_fill(ct, weights, means, pc, log_w_in, offset, m_out, pc_out, aux, log_det, log_w,
                gshift):
@@ -328,16 +344,7 @@ def estep_fill(ct, weights, means, pc, log_w_in, offset, m_out, pc_out, aux, log
         elif ct == SPHERICAL:
             for a in range(d):
                 aux[k, a] = pc[k, 0, 0]
-        ld = 0.0
-        if ct == FULL or ct == TIED:
-            kk = k if ct == FULL else 0
-            for a in range(d):
-                ld += math.log(pc[kk, a, a])
-        elif ct == DIAG:
-            for a in range(d):
-                ld += math.log(pc[k, 0, a])
-        else:
-            ld = d * math.log(pc[k, 0, 0])
+        ld = factor_log_det(ct, pc, k, d)
         log_det[k] = ld + offset[k] if offset.shape[0] > 0 else ld
         log_w[k] = log_w_in[k] if log_w_in.shape[0] > 0 else math.log(weights[k])
     for a in range(d):

@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from ._estep import DIAG, FULL, LOG_2PI, TIED
-from ._mstep import gaussian_parameters, precision_factors, scatter_into
+from ._mstep import factor_log_det, gaussian_parameters, precision_factors, scatter_into
 from ._numba import SOURCE_STAMP, jit, jit_inner
 
 LOG_2 = math.log(2.0)
@@ -117,14 +117,14 @@ def _posterior(ct, dp, nk, xk, sk, wcp, mpp, mean_prior, dofp, cp,
 
 
 @jit_inner()
-def _expectations(ct, dp, wc, mean_precision, dof, pc, d, log_w, offset, weights):
+def _expectations(ct, dp, wc, mean_precision, dof, ldet, d, log_w, offset, weights):
     """What the posterior alone gives: E[log pi_k] (``log_w``), the E-step's
     constants added to each log det (``offset``: scikit-learn's
     -d/2 log dof + 1/2 (log lambda - d / mean_precision)), the weights_, all (K,);
     returns the lower bound's parameter terms, -log Wishart norm - log weight norm
     - d/2 sum log mean_precision (scikit-learn's _compute_lower_bound less its
-    responsibility terms). ``pc``: the precision factors in the work dtype's
-    values (float64), layout of the module docstring."""
+    responsibility terms). ``ldet``: the log det of each precision factor, of
+    its values in the work dtype."""
     K = mean_precision.shape[0]
     # the weights
     if dp:
@@ -168,23 +168,13 @@ def _expectations(ct, dp, wc, mean_precision, dof, pc, d, log_w, offset, weights
     sum_log_mp = 0.0
     for k in range(K):
         nu = dof[k]
-        ldet = 0.0  # log det of the precision factor
-        if ct == FULL or ct == TIED:
-            kk = k if ct == FULL else 0
-            for a in range(d):
-                ldet += math.log(pc[kk, a, a])
-        elif ct == DIAG:
-            for a in range(d):
-                ldet += math.log(pc[k, 0, a])
-        else:
-            ldet = d * math.log(pc[k, 0, 0])
         log_lambda = d * LOG_2
         lg = 0.0
         for i in range(d):
             log_lambda += digamma(0.5 * (nu - i))
             lg += gammaln(0.5 * (nu - i))
         offset[k] = -0.5 * d * math.log(nu) + 0.5 * (log_lambda - d / mean_precision[k])
-        ldpc = ldet - 0.5 * d * math.log(nu)
+        ldpc = ldet[k] - 0.5 * d * math.log(nu)
         log_wishart -= nu * ldpc + nu * d * 0.5 * LOG_2 + lg
         sum_log_mp += math.log(mean_precision[k])
     return -log_wishart - log_norm_weight - 0.5 * d * sum_log_mp
@@ -222,6 +212,15 @@ def _entropy(ct, rsum, ll, pc, aux, log_det, log_w, S):
 def _build():
     STAMP = SOURCE_STAMP  # in the cache key: an edit of _mstep.py recompiles
 
+    @jit_inner()
+    def _log_dets(ct, pc, K, d):
+        """log det of each component's precision factor (``_mstep.factor_log_det``)."""
+        out = np.zeros(K)
+        if STAMP != "":
+            for k in range(K):
+                out[k] = factor_log_det(ct, pc, k, d)
+        return out
+
     @jit()
     def vb_mstep(ct, dp, f32, rsum, s1, s2, shift, gshift, wsum, reg_covar, eps, wcp, mpp,
                  mean_prior, dofp, cp, wc, mean_precision, means, dof, cov, pc, derived):
@@ -246,16 +245,16 @@ def _build():
                       pc.reshape(-1)):
                 for i in range(a.shape[0]):
                     a[i] = np.float32(a[i])
-        return True, _expectations(ct, dp, wc, mean_precision, dof, pc, d, derived[0],
-                                   derived[1], derived[2])
+        return True, _expectations(ct, dp, wc, mean_precision, dof, _log_dets(ct, pc, mean_precision.shape[0], d), d,
+                                   derived[0], derived[1], derived[2])
 
     @jit()
     def vb_expectations(ct, dp, wc, mean_precision, dof, pc, d, derived):
         """``vb_mstep``'s derived terms and bound of given parameters."""
         if STAMP == "":
             return 0.0
-        return _expectations(ct, dp, wc, mean_precision, dof, pc, d, derived[0], derived[1],
-                             derived[2])
+        return _expectations(ct, dp, wc, mean_precision, dof, _log_dets(ct, pc, mean_precision.shape[0], d), d,
+                             derived[0], derived[1], derived[2])
 
     @jit()
     def vb_entropy(ct, rsum, s1, s2, shift, gshift, wsum, ll, means, pc, aux, log_det, log_w):
