@@ -25,26 +25,12 @@ from ._mstep import (
     covariance_shape,
     estep_params,
     ill_defined,
+    in_layout,
     precisions_from_cholesky,
     stats_arrays,
 )
 from ._validation import _check_precision_matrix, _check_precision_positivity, _check_shape
 from ._variational import vb_entropy, vb_expectations, vb_mstep
-
-
-def _layout(a, ct, prior=False):
-    """A covariance-shaped array (or the covariance prior, ``prior``) in
-    ``_variational``'s layout: (Kc, r, d), the prior (r, d); float64, C order."""
-    a = np.asarray(a, dtype=np.float64)
-    if ct == "full" or (ct == "tied" and prior):
-        pass
-    elif ct == "tied":
-        a = a[None]
-    elif ct == "diag":
-        a = a[None] if prior else a[:, None]
-    else:
-        a = a.reshape(1, 1) if prior else a[:, None, None]
-    return np.ascontiguousarray(a)
 
 
 class _Posterior(tuple):
@@ -260,12 +246,13 @@ class BayesianGaussianMixture(BaseMixture):
         cov = np.empty(cov_layout(COV_CODES[ct], K, d))
         pc = np.empty_like(cov)
         derived = np.empty((3, K))
+        cp = in_layout(self.covariance_prior_, COV_CODES[ct], 1, d)[0]  # (r, c)
         ok, bound = vb_mstep(
             COV_CODES[ct], dp, dtype == np.float32, *stats_arrays(stats), float(wsum),
             float(self.reg_covar), float(eps), float(self.weight_concentration_prior_),
             float(self.mean_precision_prior_), np.asarray(self.mean_prior_, dtype=np.float64),
-            float(self.degrees_of_freedom_prior_), _layout(self.covariance_prior_, ct, prior=True),
-            wc, mean_precision, means, dof, cov, pc, derived)
+            float(self.degrees_of_freedom_prior_), cp, wc, mean_precision, means, dof, cov, pc,
+            derived)
         if not ok:
             raise ValueError(ill_defined(dtype))
         shape = covariance_shape(ct, K, d)
@@ -293,7 +280,7 @@ class BayesianGaussianMixture(BaseMixture):
                 np.array(wc, dtype=np.float64, ndmin=2),
                 np.asarray(mean_precision, dtype=np.float64),
                 np.array(np.broadcast_to(np.asarray(dof, dtype=np.float64), (K,))),
-                _layout(prec_chol, ct), d, out)
+                in_layout(prec_chol, COV_CODES[ct], K, d), d, out)
             derived = (out[0], out[1], out[2], bound)
         return derived
 

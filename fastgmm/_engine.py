@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _pool
 from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, whitened_to_shift
-from ._estep import (FULL, OUT_LABEL, TIED, OUT_LSE, OUT_RESP, block_size, log_prob_kernel,
+from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, TIED, block_size, log_prob_kernel,
                      quad_params, quad_pays, small_d, tile_params,
                      uses_tiles)
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype

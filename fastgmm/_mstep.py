@@ -14,9 +14,9 @@ import numpy as np
 from scipy import linalg
 
 from ._estep import COV_CODES, DIAG, FULL, SPHERICAL, TIED
+from ._numba import jit, jit_inner
 
 COV_NAMES = {code: name for name, code in COV_CODES.items()}
-from ._numba import jit, jit_inner
 
 ILL_DEFINED = (
     "Fitting the mixture model failed because some components have "
@@ -52,6 +52,13 @@ def cov_layout(ct, n_components, n_features):
     (K, d, d) 'full', (1, d, d) 'tied', (K, 1, d) 'diag', (K, 1, 1) 'spherical'."""
     K, d = n_components, n_features
     return {FULL: (K, d, d), TIED: (1, d, d), DIAG: (K, 1, d), SPHERICAL: (K, 1, 1)}[ct]
+
+
+def in_layout(a, ct, n_components, n_features):
+    """A covariance-shaped array (covariances_, precisions_cholesky_; with
+    n_components=1, a covariance prior) in ``cov_layout``: float64, C-ordered."""
+    a = np.asarray(a, dtype=np.float64).reshape(cov_layout(ct, n_components, n_features))
+    return np.ascontiguousarray(a)
 
 
 def stats_arrays(stats):
@@ -279,18 +286,11 @@ def estep_params(weights, means, prec_chol, ct, log_w=None, log_det_offset=None)
     f64 = np.float64
     means = np.asarray(means, dtype=f64)
     K, d = means.shape
-    pc = np.asarray(prec_chol, dtype=f64)
-    if ct == TIED:
-        pc = pc[None]
-    elif ct == DIAG:
-        pc = pc[:, None, :]
-    elif ct == SPHERICAL:
-        pc = pc.reshape(K, 1, 1)
     empty = np.zeros(0)
     out = EStep(ct, np.empty((K, d)), np.empty((K if ct == FULL else int(ct == TIED), d, d)),
                 np.empty((0 if ct == FULL else K, d)), np.empty(K), np.empty(K), np.empty(d))
     estep_fill(ct, np.ascontiguousarray(weights, dtype=f64), np.ascontiguousarray(means),
-               np.ascontiguousarray(pc),
+               in_layout(prec_chol, ct, K, d),
                empty if log_w is None else np.ascontiguousarray(log_w, dtype=f64),
                empty if log_det_offset is None
                else np.ascontiguousarray(np.broadcast_to(log_det_offset, (K,)), dtype=f64),

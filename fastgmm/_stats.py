@@ -72,7 +72,6 @@ class Stats:
         """Per unit weight (divided by ``wsum``) and about ``origin`` (d,) for every
         component: exact algebra, so that statistics of passes with different
         shifts can be blended."""
-        d = self.s1.shape[1]
         delta = self.shift - origin  # (K, d)
         nk, s1 = self.nk, self.s1
         if self.ct == FULL:
