@@ -212,15 +212,6 @@ def _entropy(ct, rsum, ll, pc, aux, log_det, log_w, S):
 def _build():
     STAMP = SOURCE_STAMP  # in the cache key: an edit of _mstep.py recompiles
 
-    @jit_inner()
-    def _log_dets(ct, pc, K, d):
-        """log det of each component's precision factor (``_mstep.factor_log_det``)."""
-        out = np.zeros(K)
-        if STAMP != "":
-            for k in range(K):
-                out[k] = factor_log_det(ct, pc, k, d)
-        return out
-
     @jit()
     def vb_mstep(ct, dp, f32, rsum, s1, s2, shift, gshift, wsum, reg_covar, eps, wcp, mpp,
                  mean_prior, dofp, cp, wc, mean_precision, means, dof, cov, pc, derived):
@@ -245,16 +236,23 @@ def _build():
                       pc.reshape(-1)):
                 for i in range(a.shape[0]):
                     a[i] = np.float32(a[i])
-        return True, _expectations(ct, dp, wc, mean_precision, dof, _log_dets(ct, pc, mean_precision.shape[0], d), d,
-                                   derived[0], derived[1], derived[2])
+        ldet = np.empty(K)  # the log det of each precision factor
+        for k in range(K):
+            ldet[k] = factor_log_det(ct, pc, k, d)
+        return True, _expectations(ct, dp, wc, mean_precision, dof, ldet, d, derived[0],
+                                   derived[1], derived[2])
 
     @jit()
     def vb_expectations(ct, dp, wc, mean_precision, dof, pc, d, derived):
         """``vb_mstep``'s derived terms and bound of given parameters."""
         if STAMP == "":
             return 0.0
-        return _expectations(ct, dp, wc, mean_precision, dof, _log_dets(ct, pc, mean_precision.shape[0], d), d,
-                             derived[0], derived[1], derived[2])
+        K = mean_precision.shape[0]
+        ldet = np.empty(K)
+        for k in range(K):
+            ldet[k] = factor_log_det(ct, pc, k, d)
+        return _expectations(ct, dp, wc, mean_precision, dof, ldet, d, derived[0], derived[1],
+                             derived[2])
 
     @jit()
     def vb_entropy(ct, rsum, s1, s2, shift, gshift, wsum, ll, means, pc, aux, log_det, log_w):
