@@ -32,7 +32,7 @@ import numpy as np
 from ._estep import (FULL, QUAD_ROWS, TIED, TILE_BLOCK, block_log_prob_diag,
                      block_log_prob_full, quad_log_prob,
                      block_log_prob_tiles, block_log_prob_tied, block_ll, centre_block,
-                     load_block, resp_sums, whitened_chunk)
+                     load_block, resp_sums, stage_rows, whitened_chunk)
 from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner
 from ._small import acc_full_small, lp_full_small
 
@@ -522,6 +522,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         W2 = np.empty((2, bs))
         scale = np.empty(bs, dtype=np.int64)
         XT = np.empty((d, bs))
+        Xs = stage_rows(d, bs)
         D = np.empty((d, bs))
         centre = np.empty((K, d))
         for k in range(K):
@@ -556,7 +557,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                         Ys = np.empty((ucat.shape[2], B), dtype=ucat.dtype)
                         block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, RB, Z, Ys)
                 else:
-                    load_block(X, start, stop, XT)
+                    load_block(X, start, stop, XT, Xs)
                     if MODE == MODE_EM:
                         if CT == FULL and DS > 0:
                             lp_full_small(DS, XT, B, means, pc, log_det, log_w, RB)

@@ -127,6 +127,35 @@ def test_diagonal_density_and_statistics_pairs_and_remainders(covariance_type, d
     assert st.ll == pytest.approx(float(w @ logsumexp(lp, axis=1)), rel=1e-11)
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "float32", "int32", "strided"])
+def test_block_load_every_layout_and_remainder(layout):
+    """``load_block`` transposes any block of rows into float64 columns: below 16
+    features a row at a time, from 16 on through the staging copy and 8 x 8 tiles
+    (features and rows that are not multiples of 8 included), for C and Fortran
+    order, float32, integers and a strided view."""
+    from numba import njit
+
+    from fastgmm._estep import BLOCK, load_block, stage_rows
+
+    @njit
+    def load(X, start, stop):
+        d = X.shape[1]
+        XT = np.full((d, BLOCK), np.nan)
+        load_block(X, start, stop, XT, stage_rows(d, BLOCK))
+        return XT
+
+    rng = np.random.RandomState(0)
+    for d in (3, 15, 16, 17, 25, 40):
+        base = rng.normal(size=(1200, 2 * d)) * 100
+        X = {"C": np.ascontiguousarray(base[:600, :d]),
+             "F": np.asfortranarray(base[:600, :d]),
+             "float32": base[:600, :d].astype(np.float32),
+             "int32": base[:600, :d].astype(np.int32), "strided": base[::2, ::2]}[layout]
+        for start, B in ((0, BLOCK), (5, 1), (17, 7), (40, 8), (9, 13), (300, 141)):
+            XT = load(X, start, start + B)
+            np.testing.assert_array_equal(XT[:, :B], X[start:start + B].astype(np.float64).T)
+
+
 def test_vectorised_log_and_responsibilities():
     """The rows' log (fdlibm's method, written to vectorise) within 1 ulp of libm's
     over the whole positive range, its edge cases libm's, and the responsibilities
