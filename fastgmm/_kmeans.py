@@ -38,9 +38,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _pool
-from ._kmeans_kernels import (column_totals, pairwise_col0, pick_uniform, prefix_rows,
-                              prefix_search, seed_blocks, sequential_sums, sq_norms,
-                              weighted_search)
+from ._kmeans_kernels import (column_totals, mt_shuffle, pairwise_col0, pick_uniform,
+                              prefix_rows, prefix_search, seed_blocks, sequential_sums,
+                              sq_norms, weighted_search)
 from ._lloyd_kernels import add_lloyd_slots, lloyd_kernel, sq_dist_blocks
 from ._numba import BLOCK, work_dtype
 
@@ -496,11 +496,38 @@ def kmeans_plusplus_indices(X, n_clusters, random_state, sample_weight=None, n_j
 def rows_from_data(random_state, n_samples, n_components):
     """``random_state.choice(n_samples, n_components, replace=False)``: numpy's legacy
     generator shuffles all n indices and keeps the first ones; the same shuffle of
-    4-byte indices draws the same rows with half its memory."""
+    4-byte indices draws the same rows with half its memory. On a RandomState over
+    numpy's MT19937 the shuffle is compiled (``_kmeans_kernels.mt_shuffle``, on the
+    generator's own state, under its lock): 10k rows 123 -> ~35 us, 1M rows 10.5 ->
+    ~4 ms (numpy's loop costs about 10 ns a row)."""
     dt = np.uint32 if n_samples <= np.iinfo(np.uint32).max else np.int64
     idx = np.arange(n_samples, dtype=dt)
-    random_state.shuffle(idx)
+    state = _mt19937_words(random_state) if n_samples - 1 <= 0xFFFFFFFF else None
+    if state is None:
+        random_state.shuffle(idx)
+    else:
+        with random_state._bit_generator.lock:
+            mt_shuffle(state(), idx)
     return idx[:n_components].astype(np.int64)
+
+
+def _mt19937_words(random_state):
+    """A function giving the 625 words of the MT19937 state (the key, then the
+    position: numpy's ``mt19937_state`` struct) under a numpy ``RandomState``, as
+    a uint32 array on that memory; None for any other generator. Uses the
+    RandomState's private ``_bit_generator`` (numpy 1.17 to 2.x) and the bit
+    generator's public ``ctypes.state_address``."""
+    bg = getattr(random_state, "_bit_generator", None)
+    if type(random_state) is not np.random.RandomState or type(bg) is not np.random.MT19937:
+        return None
+
+    def words():
+        import ctypes
+
+        return np.ctypeslib.as_array((ctypes.c_uint32 * 625).from_address(
+            bg.ctypes.state_address))
+
+    return words
 
 
 def labels_of_rows(n_samples, indices):

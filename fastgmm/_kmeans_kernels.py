@@ -399,3 +399,55 @@ def pick_uniform(n, pval, u):
         if s / last > u:
             return i
     return n - 1
+
+
+# --- numpy's legacy shuffle, on the generator's own state ---
+# MT19937 (numpy/random/src/mt19937/mt19937.c) and the legacy RandomState.shuffle
+# (mtrand.pyx: for i = n - 1 .. 1, j = random_interval(i), swap; random_interval
+# draws 32-bit words masked to the smallest all-ones mask >= i until one is <= i)
+
+_MT_N, _MT_M = 624, 397
+
+
+@jit_inner()
+def _mt_generate(key):
+    """The next 624 words of MT19937's state (numpy's mt19937_gen)."""
+    for i in range(_MT_N):
+        y = (np.int64(key[i]) & 0x80000000) | (np.int64(key[(i + 1) % _MT_N]) & 0x7FFFFFFF)
+        v = np.int64(key[(i + _MT_M) % _MT_N]) ^ (y >> 1)
+        if y & 1:
+            v ^= 0x9908B0DF
+        key[i] = np.uint32(v)
+
+
+@jit()
+def mt_shuffle(state, idx):
+    """numpy's legacy ``RandomState.shuffle(idx)`` for a 1-d array of fewer than
+    2**32 + 1 entries, drawing from ``state``: the generator's MT19937 state itself
+    (625 words: the key, then the position), advanced as numpy advances it."""
+    key = state[:_MT_N]
+    pos = np.int64(state[_MT_N])
+    for i in range(idx.shape[0] - 1, 0, -1):
+        mask = np.int64(i)
+        mask |= mask >> 1
+        mask |= mask >> 2
+        mask |= mask >> 4
+        mask |= mask >> 8
+        mask |= mask >> 16
+        while True:
+            if pos == _MT_N:
+                _mt_generate(key)
+                pos = 0
+            y = np.int64(key[pos])
+            pos += 1
+            y ^= y >> 11
+            y ^= (y << 7) & 0x9D2C5680
+            y ^= (y << 15) & 0xEFC60000
+            y ^= y >> 18
+            j = y & mask
+            if j <= i:
+                break
+        t = idx[i]
+        idx[i] = idx[j]
+        idx[j] = t
+    state[_MT_N] = np.uint32(pos)

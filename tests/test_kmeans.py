@@ -288,15 +288,28 @@ def test_centring_mean_is_numpys_bit_for_bit(dtype, d):
 
 
 def test_rows_from_data_draw_as_numpys_choice_without_replacement():
-    """'random_from_data' shuffles 4-byte indices: the same rows as scikit-learn's
-    choice(n, K, replace=False) (an 8-byte permutation), the same generator state after."""
-    for n in (3, 1000, 70_001):
+    """'random_from_data' shuffles 4-byte indices (compiled, on the MT19937 state
+    itself): the same rows as scikit-learn's choice(n, K, replace=False) (numpy's
+    8-byte permutation), and the same generator state after, from a fresh
+    generator and from one part-way through its words; a RandomState over another
+    bit generator (numpy's own shuffle) too."""
+    for n in (1, 2, 3, 1000, 70_001):
         for K in (1, 3):
             for seed in range(20):
-                ref, ours = np.random.RandomState(seed), np.random.RandomState(seed)
-                expected = ref.choice(n, size=K, replace=False)
-                np.testing.assert_array_equal(rows_from_data(ours, n, K), expected)
-                assert ours.random_sample() == ref.random_sample()
+                for advance in (0, 1, 623):
+                    if K > n:
+                        continue
+                    ref, ours = np.random.RandomState(seed), np.random.RandomState(seed)
+                    ref.random_sample(advance), ours.random_sample(advance)
+                    expected = ref.choice(n, size=K, replace=False)
+                    np.testing.assert_array_equal(rows_from_data(ours, n, K), expected)
+                    assert ours.random_sample() == ref.random_sample()
+    for seed in range(3):
+        ref = np.random.RandomState(np.random.PCG64(seed))
+        ours = np.random.RandomState(np.random.PCG64(seed))
+        np.testing.assert_array_equal(rows_from_data(ours, 5000, 4),
+                                      ref.choice(5000, size=4, replace=False))
+        assert ours.random_sample() == ref.random_sample()
 
 
 def _large_datasets(seed):
