@@ -124,6 +124,42 @@ def test_python_threads_fit_at_once_each_as_alone(d, monkeypatch):
     assert numba.get_num_threads() == numba_before
 
 
+def test_python_threads_with_int_seeds_draw_each_its_own_start():
+    """A fit given an int seed draws from a RandomState kept for its thread and
+    seeded again: four Python threads fitting at once with different seeds and
+    'random' starts (drawn chunk by chunk between the passes) each get the model
+    they get alone, and a fit's draws are RandomState(seed)'s."""
+    X = _data(3, n=20000)
+
+    def fit(seed):  # converges: no warning filters (not thread-safe) needed
+        return GaussianMixture(3, init_params="random", random_state=seed, tol=1e-2,
+                               n_jobs=1).fit(X).means_
+
+    alone = {seed: fit(seed) for seed in range(4)}
+    np.testing.assert_array_equal(
+        GaussianMixture(3, init_params="random", random_state=np.random.RandomState(2),
+                        tol=1e-2, n_jobs=1).fit(X).means_, alone[2])
+    got, errors = {}, []
+    start = threading.Barrier(4)
+
+    def work(seed):
+        try:
+            start.wait()
+            for rep in range(5):
+                got[seed, rep] = fit(seed)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for (seed, rep), means in got.items():
+        np.testing.assert_array_equal(means, alone[seed])
+
+
 def test_errors_in_a_pass_leave_nothing_changed():
     blas_before, numba_before = _blas_threads(), numba.get_num_threads()
     X = np.zeros((10, 2))
