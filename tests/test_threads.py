@@ -88,6 +88,26 @@ def _blas_threads():
             if i["user_api"] == "blas"]
 
 
+def _at_once(work, args):
+    """work(*a) for each a in args, each in its own Python thread, all started
+    together (a barrier); returns the errors they raised."""
+    errors, start = [], threading.Barrier(len(args))
+
+    def guarded(*a):
+        try:
+            start.wait()
+            work(*a)
+        except BaseException as e:  # noqa: BLE001 - returned to the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=a) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 @pytest.mark.parametrize("d", [5, 20])
 def test_python_threads_fit_at_once_each_as_alone(d, monkeypatch):
     """Four Python threads fit and predict at once with different n_jobs: each
@@ -102,21 +122,12 @@ def test_python_threads_fit_at_once_each_as_alone(d, monkeypatch):
 
     alone = {n: fit(n) for n in (1, 2)}
     blas_before, numba_before = _blas_threads(), numba.get_num_threads()
-    got, errors = {}, []
-    start = threading.Barrier(4)
+    got = {}
 
     def work(key, n_jobs):
-        try:
-            start.wait()
-            got[key] = fit(n_jobs)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        got[key] = fit(n_jobs)
 
-    threads = [threading.Thread(target=work, args=(i, 1 + i % 2)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = _at_once(work, [(i, 1 + i % 2) for i in range(4)])
     assert not errors, errors
     for i in range(4):
         _assert_same(got[i], alone[1 + i % 2])
@@ -139,22 +150,13 @@ def test_python_threads_with_int_seeds_draw_each_its_own_start():
     np.testing.assert_array_equal(
         GaussianMixture(3, init_params="random", random_state=np.random.RandomState(2),
                         tol=1e-2, n_jobs=1).fit(X).means_, alone[2])
-    got, errors = {}, []
-    start = threading.Barrier(4)
+    got = {}
 
     def work(seed):
-        try:
-            start.wait()
-            for rep in range(5):
-                got[seed, rep] = fit(seed)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for rep in range(5):
+            got[seed, rep] = fit(seed)
 
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = _at_once(work, [(seed,) for seed in range(4)])
     assert not errors, errors
     for (seed, rep), means in got.items():
         np.testing.assert_array_equal(means, alone[seed])
@@ -240,28 +242,18 @@ def test_the_pool_serves_calls_of_every_size_at_once():
     """Sixteen Python threads run passes of 2 to 16 threads at once, so the pool
     grows while others use it: every task of every call runs, none fails (a
     replaced pool was shut down under a caller about to submit to it)."""
-    errors, start = [], threading.Barrier(16)
-
     def caller(i):
-        try:
-            start.wait()
-            for _ in range(30):
-                n = 2 + i % 15
-                seen = np.zeros(n, dtype=np.int64)
+        for _ in range(30):
+            n = 2 + i % 15
+            seen = np.zeros(n, dtype=np.int64)
 
-                def task(t, T):
-                    seen[t] += T
+            def task(t, T):
+                seen[t] += T
 
-                _pool.run(task, n)
-                assert (seen == n).all()
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+            _pool.run(task, n)
+            assert (seen == n).all()
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = _at_once(caller, [(i,) for i in range(16)])
     assert not errors, errors[:3]
 
 
