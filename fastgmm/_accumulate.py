@@ -29,8 +29,8 @@ import threading
 
 import numpy as np
 
-from ._estep import (FULL, QUAD_ROWS, TIED, TILE_BLOCK, block_log_prob_diag,
-                     block_log_prob_full, quad_log_prob,
+from ._estep import (FULL, QUAD_ROWS, SPHERICAL, TIED, TILE_BLOCK, block_log_prob_diag,
+                     block_log_prob_full, block_log_prob_spherical, quad_log_prob,
                      block_log_prob_tiles, block_log_prob_tied, block_ll, centre_block,
                      load_block, resp_sums, stage_rows, whitened_chunk)
 from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner
@@ -566,6 +566,8 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                                                  mx)
                         elif CT == TIED:
                             block_log_prob_tied(XT, B, pc, aux, log_det, log_w, RB, D, lse, mx)
+                        elif CT == SPHERICAL:
+                            block_log_prob_spherical(XT, B, means, aux, log_det, log_w, RB)
                         else:
                             block_log_prob_diag(XT, B, means, aux, log_det, log_w, RB)
                 if MODE == MODE_EM:

@@ -269,6 +269,86 @@ def block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP):
             LP[k, i] = c0 - 0.5 * LP[k, i]
 
 
+@jit_inner()
+def _sq_dist_one(XT, B, means, k, LP):
+    """LP[k, :B] = sum_j (x_j - mu_kj)^2, four features a sweep."""
+    d = means.shape[1]
+    for i in range(B):
+        LP[k, i] = 0.0
+    j = 0
+    while j + 4 <= d:
+        a0, a1, a2, a3 = means[k, j], means[k, j + 1], means[k, j + 2], means[k, j + 3]
+        for i in range(B):
+            u0 = XT[j, i] - a0
+            u1 = XT[j + 1, i] - a1
+            u2 = XT[j + 2, i] - a2
+            u3 = XT[j + 3, i] - a3
+            LP[k, i] += (u0 * u0 + u1 * u1) + (u2 * u2 + u3 * u3)
+        j += 4
+    while j < d:
+        a0 = means[k, j]
+        for i in range(B):
+            u0 = XT[j, i] - a0
+            LP[k, i] += u0 * u0
+        j += 1
+
+
+@jit_inner()
+def block_log_prob_spherical(XT, B, means, aux, log_det, log_w, LP):
+    """'spherical': the squared distances |x - mu_k|^2 times the component's one
+    precision (aux[k, 0]^2) at the end, so a sweep holds only means: four
+    components and four features a sweep of the rows (16 means in registers; each
+    x loaded once for four components, each partial sum once for four features;
+    the 'diag' kernel's two components with their factors took 1.9 against 1.3 ms
+    for 100k x 32, K = 16, on one core). The components beyond a multiple of four
+    one at a time."""
+    K, d = means.shape
+    const = -0.5 * d * LOG_2PI
+    k0 = 0
+    while k0 + 4 <= K:
+        k1, k2, k3 = k0 + 1, k0 + 2, k0 + 3
+        for i in range(B):
+            LP[k0, i] = 0.0
+            LP[k1, i] = 0.0
+            LP[k2, i] = 0.0
+            LP[k3, i] = 0.0
+        j = 0
+        while j + 4 <= d:
+            a0, a1, a2, a3 = means[k0, j], means[k0, j + 1], means[k0, j + 2], means[k0, j + 3]
+            b0, b1, b2, b3 = means[k1, j], means[k1, j + 1], means[k1, j + 2], means[k1, j + 3]
+            c0, c1, c2, c3 = means[k2, j], means[k2, j + 1], means[k2, j + 2], means[k2, j + 3]
+            e0, e1, e2, e3 = means[k3, j], means[k3, j + 1], means[k3, j + 2], means[k3, j + 3]
+            for i in range(B):
+                x0, x1, x2, x3 = XT[j, i], XT[j + 1, i], XT[j + 2, i], XT[j + 3, i]
+                u0, u1, u2, u3 = x0 - a0, x1 - a1, x2 - a2, x3 - a3
+                v0, v1, v2, v3 = x0 - b0, x1 - b1, x2 - b2, x3 - b3
+                w0, w1, w2, w3 = x0 - c0, x1 - c1, x2 - c2, x3 - c3
+                z0, z1, z2, z3 = x0 - e0, x1 - e1, x2 - e2, x3 - e3
+                LP[k0, i] += (u0 * u0 + u1 * u1) + (u2 * u2 + u3 * u3)
+                LP[k1, i] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+                LP[k2, i] += (w0 * w0 + w1 * w1) + (w2 * w2 + w3 * w3)
+                LP[k3, i] += (z0 * z0 + z1 * z1) + (z2 * z2 + z3 * z3)
+            j += 4
+        while j < d:
+            a0, b0, c0, e0 = means[k0, j], means[k1, j], means[k2, j], means[k3, j]
+            for i in range(B):
+                x0 = XT[j, i]
+                u0, v0, w0, z0 = x0 - a0, x0 - b0, x0 - c0, x0 - e0
+                LP[k0, i] += u0 * u0
+                LP[k1, i] += v0 * v0
+                LP[k2, i] += w0 * w0
+                LP[k3, i] += z0 * z0
+            j += 1
+        k0 += 4
+    for k in range(k0, K):
+        _sq_dist_one(XT, B, means, k, LP)
+    for k in range(K):
+        c0 = log_w[k] + log_det[k] + const
+        q = -0.5 * (aux[k, 0] * aux[k, 0])
+        for i in range(B):
+            LP[k, i] = c0 + q * LP[k, i]
+
+
 # exp by Cody-Waite reduction and a degree-13 polynomial: written so that the
 # loops over rows vectorise (libm's exp does not); relative error below 2e-15
 # where exp(x) is a normal number, exactly 0 below x = -708.
@@ -697,6 +777,8 @@ def _build_log_prob_blocks(ct, tiled, dsmall):
                     block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, lse, mx)
                 elif CT == TIED:
                     block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, lse, mx)
+                elif CT == SPHERICAL:
+                    block_log_prob_spherical(XT, B, means, aux, log_det, log_w, LP)
                 else:
                     block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP)
             if mode == OUT_LABEL:
