@@ -27,6 +27,7 @@ from ._mstep import EStep
 from ._stats import Stats, pooled_moved, s2_shape
 
 OUTPUTS = {"lse": OUT_LSE, "label": OUT_LABEL, "resp": OUT_RESP}
+POOLED_MOVE = 16.0  # kept 'tied' sums move this many mean squared distances at most
 
 
 @functools.lru_cache(maxsize=512)
@@ -54,9 +55,11 @@ class CPUEngine:
         self.eps = float(np.finfo(self.dtype).eps)
         self.n_jobs = n_jobs
         # 'tied' passes' pooled sums over all rows (they depend on the data alone):
-        # (their centre, s2, the rows' total weight), kept from the first pass that
-        # makes them (an engine on some rows, ``subset``, holds its parent's)
+        # (their centre, s2, the rows' total weight), kept from the last pass that
+        # made them (an engine on some rows, ``subset``, holds its parent's, the
+        # only ones it has: ``_pooled_only``)
         self._pooled = None
+        self._pooled_only = False
 
     # ------------------------------------------------------------ one pass
     def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None):
@@ -67,9 +70,10 @@ class CPUEngine:
         tiled, nb, s2s, nch, flops = _geometry(ct, mode, row1 - row0, d, K)
         # 'tied' over all rows: the pooled sums of an earlier pass, moved to this
         # pass's gshift, instead of d^2 / 2 products a row again (a kernel given s2
-        # without rows skips them)
+        # without rows skips them), where the move keeps their digits
         pooled = ct == TIED and rows is None and mode != MODE_RESP
-        known = pooled and self._pooled is not None
+        known = pooled and self._pooled is not None and (
+            self._pooled_only or self._pooled_near(gshift))
         if known:
             s2s = (1, 0, d)
         nk, s1 = np.zeros((nch, K)), np.zeros((nch, K, d))
@@ -103,6 +107,25 @@ class CPUEngine:
                 whitened_to_shift(st.nk, st.s1, st.s2, ep[1], ep[0], shift, s1x, s2x)
                 st.s1, st.s2 = s1x, s2x
         return st
+
+    def _pooled_near(self, gshift):
+        """Whether the kept pooled sums, about their centre c, can move to ``gshift``
+        by algebra and keep their digits. Sums about c of rows whose mean is m away
+        hold wsum (v + |m|^2) (v: the rows' mean squared distance from their mean),
+        and about g they lose about eps wsum (|m|^2 + |c - g|^2) against the
+        wsum v that matters: both distances within POOLED_MOVE v, the loss stays
+        below 16 eps (an EM pass's centre and the kept one are near the data's
+        mean). Else (a pass about 0 for data 1e8 away lost every digit) the pass
+        makes them again; v is computed from the sums themselves, so sums that
+        have lost it read a small or negative v and are made again too."""
+        centre, s2, wsum = self._pooled
+        if wsum <= 0.0:
+            return False
+        d = centre.shape[0]
+        m = s2[0, d] / wsum
+        dg = centre - np.asarray(gshift, dtype=np.float64)
+        v = float(np.trace(s2[0, :d])) / wsum - float(m @ m)
+        return float(m @ m) + float(dg @ dg) <= POOLED_MOVE * v
 
     def _with_quad(self, ep, tiled):
         """(ep, True) with the quadratic-feature weights (``_estep.quad_params``) as
@@ -224,5 +247,5 @@ class CPUEngine:
         X.flags.writeable = False
         w = None if self.sample_weight is None else self.sample_weight[indices]
         sub = CPUEngine(X, w, self.n_jobs)
-        sub._pooled = self._pooled
+        sub._pooled, sub._pooled_only = self._pooled, True
         return sub
