@@ -54,8 +54,8 @@ def data_moments(engine, need_scatter, ct):
     one component every responsibility is 1; the passes run the kernels of the
     model's own covariance type (nothing more to compile), but for 'full' from
     TILE_MIN_D features on: the 'tied' kernels' pooled scatter of one component is
-    the same sum (measured, 2 threads: 100k x 32 15.0 -> 3.1 ms, 200k x 64 55.9 ->
-    10.6; the tiled 'full' pass whitens every row for its log-density first)."""
+    the same sum (measured, 2 threads: 100k x 32 15.0 -> 5.2 ms, 200k x 64 55.9 ->
+    10.7; the tiled 'full' pass whitens every row for its log-density first)."""
     d, n = engine.n_features, engine.n_samples
     if ct == FULL and uses_tiles(FULL, d):
         return data_moments(engine, need_scatter, TIED)

@@ -117,14 +117,14 @@ def _posterior(ct, dp, nk, xk, sk, wcp, mpp, mean_prior, dofp, cp,
 
 
 @jit_inner()
-def _expectations(ct, dp, wc, mean_precision, dof, ldet, d, log_w, offset, weights):
+def _expectations(ct, dp, wc, mean_precision, dof, pc, d, log_w, offset, weights):
     """What the posterior alone gives: E[log pi_k] (``log_w``), the E-step's
     constants added to each log det (``offset``: scikit-learn's
     -d/2 log dof + 1/2 (log lambda - d / mean_precision)), the weights_, all (K,);
     returns the lower bound's parameter terms, -log Wishart norm - log weight norm
     - d/2 sum log mean_precision (scikit-learn's _compute_lower_bound less its
-    responsibility terms). ``ldet``: the log det of each precision factor, of
-    its values in the work dtype."""
+    responsibility terms). ``pc``: the precision factors (their values in the work
+    dtype) in ``_mstep.cov_layout``."""
     K = mean_precision.shape[0]
     # the weights
     if dp:
@@ -174,7 +174,7 @@ def _expectations(ct, dp, wc, mean_precision, dof, ldet, d, log_w, offset, weigh
             log_lambda += digamma(0.5 * (nu - i))
             lg += gammaln(0.5 * (nu - i))
         offset[k] = -0.5 * d * math.log(nu) + 0.5 * (log_lambda - d / mean_precision[k])
-        ldpc = ldet[k] - 0.5 * d * math.log(nu)
+        ldpc = factor_log_det(ct, pc, k, d) - 0.5 * d * math.log(nu)
         log_wishart -= nu * ldpc + nu * d * 0.5 * LOG_2 + lg
         sum_log_mp += math.log(mean_precision[k])
     return -log_wishart - log_norm_weight - 0.5 * d * sum_log_mp
@@ -236,10 +236,7 @@ def _build():
                       pc.reshape(-1)):
                 for i in range(a.shape[0]):
                     a[i] = np.float32(a[i])
-        ldet = np.empty(K)  # the log det of each precision factor
-        for k in range(K):
-            ldet[k] = factor_log_det(ct, pc, k, d)
-        return True, _expectations(ct, dp, wc, mean_precision, dof, ldet, d, derived[0],
+        return True, _expectations(ct, dp, wc, mean_precision, dof, pc, d, derived[0],
                                    derived[1], derived[2])
 
     @jit()
@@ -247,11 +244,7 @@ def _build():
         """``vb_mstep``'s derived terms and bound of given parameters."""
         if STAMP == "":
             return 0.0
-        K = mean_precision.shape[0]
-        ldet = np.empty(K)
-        for k in range(K):
-            ldet[k] = factor_log_det(ct, pc, k, d)
-        return _expectations(ct, dp, wc, mean_precision, dof, ldet, d, derived[0], derived[1],
+        return _expectations(ct, dp, wc, mean_precision, dof, pc, d, derived[0], derived[1],
                              derived[2])
 
     @jit()
