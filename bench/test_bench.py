@@ -51,8 +51,8 @@ def fit_rounds(impl, n, d, K, covariance_type):
     still measured its first calls' one-off costs, and ten rounds on this 2-vCPU
     machine can all fall in a slow spell (fastgmm's 10k x 8 'diag' Bayesian fit
     read 1.6-4.7 ms over fifteen fits in one process, 0.90-0.94 ms as the best of
-    40 in another). Ten rounds where a 'diag' / 'spherical' fit's products are below 1e8
-    (n d K; n d^2 K for 'full' and 'tied'), else three."""
+    40 in another). Ten rounds where a fit's products are below 1e8 (n d K; n d^2 K
+    for 'full' and 'tied'), else three."""
     work = n * d * K * (d if covariance_type in ("full", "tied") else 1)
     if n * d * K < 10**6:
         return 30
