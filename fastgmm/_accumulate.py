@@ -33,7 +33,7 @@ from ._estep import (FULL, QUAD_ROWS, SPHERICAL, TIED, TILE_BLOCK, block_log_pro
                      block_log_prob_full, block_log_prob_spherical, quad_log_prob,
                      block_log_prob_tiles, block_log_prob_tied, block_ll, centre_block,
                      load_block, resp_sums, stage_rows, whitened_chunk)
-from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner
+from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner, next_chunk
 from ._small import acc_full_small, lp_full_small
 
 MODE_EM, MODE_RESP, MODE_LABELS = 0, 1, 2
@@ -477,9 +477,10 @@ _KERNELS_LOCK = threading.Lock()  # one build of each, whatever the threads
 def stats_kernel(ct, tiled, mode, dsmall=0):
     """The serial statistics pass for one covariance type, path and mode. Called
     as ``kernel(X, w, row0, row1, R, labels, means, pc, aux, log_det, log_w, shift,
-    gshift, ucat, muu, nk, s1, s2, ll, t, T)``: chunks t, t + T, ... of rows
-    [row0, row1) (R holds rows row0.. of that range), chunk c into nk[c], s1[c],
-    s2[c], ll[c] (zeroed by the caller). Empty ``w``: unit weights. X may be of
+    gshift, ucat, muu, nk, s1, s2, ll, claim)``: the chunks of rows [row0, row1)
+    (R holds rows row0.. of that range) that ``_numba.next_chunk`` gives it (all,
+    for an empty ``claim``), chunk c into nk[c], s1[c], s2[c], ll[c] (zeroed by the
+    caller). Empty ``w``: unit weights. X may be of
     any dtype and layout (a memmap, Fortran order, integers): each block is
     converted as it is read."""
     key = (ct, bool(tiled), mode, int(dsmall))
@@ -496,7 +497,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
 
     @jit()
     def stats_chunks(X, w, row0, row1, R, labels, means, pc, aux, log_det, log_w, shift,
-                     gshift, ucat, muu, nk, s1, s2, ll, t, T):
+                     gshift, ucat, muu, nk, s1, s2, ll, claim):
         if STAMP == "":
             return
         nch, K = nk.shape
@@ -505,7 +506,8 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         nb = (row1 - row0 + bs - 1) // bs
         if MODE == MODE_LABELS:
             dv = np.empty(d)
-            for c in range(t, nch, T):
+            c = next_chunk(claim, -1)
+            while c < nch:
                 b0, b1 = block_range(c, nb, nch)
                 r0 = row0 + b0 * bs
                 r1 = min(row1, row0 + b1 * bs)
@@ -514,6 +516,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                 else:
                     _labels_rows(X, w, r0, r1, labels, shift, nk[c], s1[c], s2[c], dv,
                                  CT == FULL)
+                c = next_chunk(claim, c)
             return
         unit = w.shape[0] == 0
         ones = np.ones(bs)
@@ -534,7 +537,8 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         F, LPq = np.empty((nq, QUAD_ROWS)), np.empty((K if quad else 0, QUAD_ROWS))
         G, qacc = np.empty((K if quad else 0, nq)), np.zeros((K if quad else 0, nq))
         over = np.empty(QUAD_ROWS, dtype=np.int8)
-        for c in range(t, nch, T):
+        c = next_chunk(claim, -1)
+        while c < nch:
             b0, b1 = block_range(c, nb, nch)
             acc_ll = 0.0
             for b in range(b0, b1):
@@ -603,5 +607,6 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                 _quad_to_stats(qacc, nk[c], s1[c], s2[c])
                 qacc[:] = 0.0
             ll[c] = acc_ll
+            c = next_chunk(claim, c)
 
     return stats_chunks

@@ -88,12 +88,12 @@ class CPUEngine:
         kernel = stats_kernel(ct, tiled, mode, small_d(ct, d) if mode == MODE_EM else 0)
         T = _pool.threads_for(self.n_jobs, nch, flops)
 
-        def chunks(first, step):
+        def chunks(claim):
             kernel(X, self.w, row0, row1, R, labels, *ep, shift, gshift, ucat, muu, nk, s1,
-                   s2, ll, first, step)
+                   s2, ll, claim)
 
         with _pool.blas_one_thread(tiled and mode != MODE_LABELS):
-            _pool.run_chunks(chunks, nch, nb, T)
+            _pool.run_chunks(chunks, T)
             st = Stats(ct, nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0), float(ll.sum()),
                        shift, gshift)
             if known:

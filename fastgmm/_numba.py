@@ -13,7 +13,9 @@ on how many threads run or which thread ran which chunk.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # No 'nnan'/'ninf': log-space code relies on -inf and NaN being honoured.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -77,6 +79,34 @@ def n_chunks(n_blocks, slot_bytes):
     """Slots of a pass: a function of the shape only (never of the thread count),
     their memory capped at SLOT_BYTES."""
     return int(max(1, min(n_blocks, MAX_CHUNKS, SLOT_BYTES // max(1, slot_bytes))))
+
+
+@intrinsic
+def _fetch_add(typingctx, arr, idx):
+    """arr[idx] += 1 as one atomic step (int64 arr); returns the value before."""
+    sig = types.int64(arr, idx)
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+        one = context.get_constant(types.int64, 1)
+        return builder.atomic_rmw("add", ptr, one, "monotonic")
+
+    return sig, codegen
+
+
+@jit_inner()
+def next_chunk(claim, c):
+    """The chunk a kernel's thread works on after chunk c (-1: its first). An
+    empty ``claim``: every chunk in order, c + 1 (one thread). Else (int64, 1)
+    shared by the pass's threads: the next chunk no thread has taken yet, one
+    atomic increment, so that a thread that gets no CPU for a while holds up at
+    most the chunk it is in, and the others take the rest. Which thread ran a
+    chunk never changes a result: each chunk has its own slot."""
+    if claim.shape[0] == 0:
+        return c + 1
+    return _fetch_add(claim, 0)
+
 
 @jit()
 def block_range(c, n_blocks, n_chunk):

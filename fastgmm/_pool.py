@@ -26,7 +26,6 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-DYNAMIC_BLOCKS = 8  # blocks a chunk from which threads claim chunks one at a time
 MIN_WORK = 1 << 16  # a thread's share of a pass at least this much work (about 50 us)
 
 _lock = threading.Lock()
@@ -256,27 +255,21 @@ def run(task, n_threads):
         raise min(errors, key=lambda te: te[0])[1]
 
 
-def run_chunks(kernel_call, n_chunk, n_blocks, n_threads):
-    """kernel_call(first, step) runs chunks first, first + step, ... of a pass.
-    Several threads claim chunks one at a time where chunks are large (at least
-    DYNAMIC_BLOCKS blocks each: a claim costs a kernel call, some 10 us), so that a
-    thread slowed by a neighbour on the machine takes fewer; else each thread takes
-    every T-th chunk in one call. Which thread ran a chunk never changes a result:
-    each chunk has its own slot."""
+def run_chunks(kernel_call, n_threads):
+    """kernel_call(claim) on n_threads threads: the kernel takes a pass's chunks one
+    at a time from the shared counter ``claim`` (``_numba.next_chunk``, an atomic
+    increment inside the kernel), so that a thread slowed by a neighbour on the
+    machine takes fewer, at no cost a chunk (a claim in Python cost a kernel call,
+    some 10 us). One thread: an empty claim, every chunk in order. Which thread
+    ran a chunk never changes a result: each chunk has its own slot."""
     if n_threads <= 1:
-        kernel_call(0, 1)
-    elif n_blocks >= DYNAMIC_BLOCKS * n_chunk:
-        claims = itertools.count()  # next() on it is atomic under the GIL
+        kernel_call(_NO_CLAIM)
+        return
+    claim = np.zeros(1, dtype=np.int64)
+    run(lambda t, T: kernel_call(claim), n_threads)
 
-        def task(t, T):
-            for c in iter(claims.__next__, None):
-                if c >= n_chunk:
-                    break
-                kernel_call(c, n_chunk)  # chunk c alone
 
-        run(task, n_threads)
-    else:
-        run(kernel_call, n_threads)
+_NO_CLAIM = np.zeros(0, dtype=np.int64)  # never written: one thread takes every chunk
 
 
 _controller = None

@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_info
 
 from fastgmm import GaussianMixture, _pool
+from fastgmm._numba import next_chunk
 
 from conftest import COV_TYPES
 
@@ -50,15 +51,14 @@ def _assert_same(a, b):
 def test_bitwise_identical_across_thread_counts(covariance_type, d, init, monkeypatch,
                                                 spy_threads):
     """1, 2 and 3 threads (3: uneven shares; the spy raises the budget, and the
-    small-work rule is off, so that each count does run)."""
+    small-work rule is off, so that each count does run). The threads claim the
+    statistics' chunks one at a time: which thread ran which chunk differs from
+    pass to pass, the results do not."""
     monkeypatch.setattr(_pool, "MIN_WORK", 1)
     X = _data(d)
     sw = np.random.RandomState(1).uniform(0, 2, size=X.shape[0])
     results = []
-    for n_jobs, dynamic in ((1, False), (2, False), (3, False), (2, True), (3, True)):
-        # dynamic: threads claim the statistics' chunks one at a time (as on large
-        # data, where chunks have DYNAMIC_BLOCKS blocks or more)
-        monkeypatch.setattr(_pool, "DYNAMIC_BLOCKS", 1 if dynamic else 10**9)
+    for n_jobs in (1, 2, 3, 2, 3):
         spy_threads.clear()
         results.append(_fit(X, n_jobs, sw, covariance_type=covariance_type,
                             init_params=init))
@@ -335,3 +335,41 @@ def test_a_worker_without_cpu_leaves_its_task_to_the_caller(monkeypatch):
 
     _within(10, call)
     assert sorted(ran) == [(0, True), (1, True), (2, True)]
+
+
+@numba.njit(nogil=True)
+def _take_chunks(claim, n, seen, order):
+    """Chunks as a pass's kernel takes them: seen[c] += 1 for each chunk c this
+    thread got, order[j] = c in the order it got them (its own row of order)."""
+    j = 0
+    c = next_chunk(claim, -1)
+    while c < n:
+        seen[c] += 1
+        order[j] = c
+        j += 1
+        c = next_chunk(claim, c)
+    return j
+
+
+def test_threads_take_each_chunk_exactly_once():
+    """``next_chunk``: three threads take 2M chunks from one counter at once (an
+    increment that is not atomic would give some chunk twice or none); each
+    thread's chunks rise; alone, with no counter, one thread takes them all in
+    order. (seen: one int64 a chunk, each added to by the one thread that took it.)"""
+    n = 2_000_000
+    seen = np.zeros(n, dtype=np.int64)
+    order = np.full((3, n), -1, dtype=np.int64)
+    claim = np.zeros(1, dtype=np.int64)
+    _take_chunks(np.zeros(1, dtype=np.int64), 0, seen, order[0])  # compiled first
+    taken = [0, 0, 0]
+
+    def one(t):
+        taken[t] = _take_chunks(claim, n, seen, order[t])
+
+    assert not _at_once(one, [(0,), (1,), (2,)])
+    assert np.all(seen == 1) and sum(taken) == n and claim[0] >= n
+    for t in range(3):
+        assert np.all(np.diff(order[t, :taken[t]]) > 0)
+    seen[:] = 0
+    assert _take_chunks(np.zeros(0, dtype=np.int64), 1000, seen, order[0]) == 1000
+    assert np.array_equal(order[0, :1000], np.arange(1000)) and np.all(seen[:1000] == 1)
