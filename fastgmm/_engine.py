@@ -24,7 +24,7 @@ from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, TIED, block_size, log_p
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
 from ._numba import n_chunks, work_dtype
 from ._mstep import EStep
-from ._stats import Stats, pooled_moved, s2_shape
+from ._stats import Stats, pooled_moved, pooled_near, s2_shape
 
 OUTPUTS = {"lse": OUT_LSE, "label": OUT_LABEL, "resp": OUT_RESP}
 POOLED_MOVE = 16.0  # kept 'tied' sums move this many mean squared distances at most
@@ -119,13 +119,8 @@ class CPUEngine:
         makes them again; v is computed from the sums themselves, so sums that
         have lost it read a small or negative v and are made again too."""
         centre, s2, wsum = self._pooled
-        if wsum <= 0.0:
-            return False
-        d = centre.shape[0]
-        m = s2[0, d] / wsum
-        dg = centre - np.asarray(gshift, dtype=np.float64)
-        v = float(np.trace(s2[0, :d])) / wsum - float(m @ m)
-        return float(m @ m) + float(dg @ dg) <= POOLED_MOVE * v
+        return pooled_near(s2, centre, float(wsum), np.asarray(gshift, dtype=np.float64),
+                           POOLED_MOVE)
 
     def _with_quad(self, ep, tiled):
         """(ep, True) with the quadratic-feature weights (``_estep.quad_params``) as
