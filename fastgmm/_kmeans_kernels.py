@@ -411,22 +411,41 @@ _MT_N, _MT_M = 624, 397
 
 @jit_inner()
 def _mt_generate(key):
-    """The next 624 words of MT19937's state (numpy's mt19937_gen)."""
+    """The next 624 words of MT19937's state (numpy's mt19937_gen), in its three
+    runs (no index wraps inside a run, so that each vectorises)."""
+    for i in range(_MT_N - _MT_M):
+        y = (np.int64(key[i]) & 0x80000000) | (np.int64(key[i + 1]) & 0x7FFFFFFF)
+        key[i] = np.uint32(np.int64(key[i + _MT_M]) ^ (y >> 1) ^ ((y & 1) * 0x9908B0DF))
+    for i in range(_MT_N - _MT_M, _MT_N - 1):
+        y = (np.int64(key[i]) & 0x80000000) | (np.int64(key[i + 1]) & 0x7FFFFFFF)
+        key[i] = np.uint32(np.int64(key[i + _MT_M - _MT_N]) ^ (y >> 1)
+                           ^ ((y & 1) * 0x9908B0DF))
+    y = (np.int64(key[_MT_N - 1]) & 0x80000000) | (np.int64(key[0]) & 0x7FFFFFFF)
+    key[_MT_N - 1] = np.uint32(np.int64(key[_MT_M - 1]) ^ (y >> 1) ^ ((y & 1) * 0x9908B0DF))
+
+
+@jit_inner()
+def _mt_temper(key, out):
+    """out[i] = MT19937's output for state word key[i] (its tempering)."""
     for i in range(_MT_N):
-        y = (np.int64(key[i]) & 0x80000000) | (np.int64(key[(i + 1) % _MT_N]) & 0x7FFFFFFF)
-        v = np.int64(key[(i + _MT_M) % _MT_N]) ^ (y >> 1)
-        if y & 1:
-            v ^= 0x9908B0DF
-        key[i] = np.uint32(v)
+        y = np.int64(key[i])
+        y ^= y >> 11
+        y ^= (y << 7) & 0x9D2C5680
+        y ^= (y << 15) & 0xEFC60000
+        y ^= y >> 18
+        out[i] = y
 
 
 @jit()
 def mt_shuffle(state, idx):
     """numpy's legacy ``RandomState.shuffle(idx)`` for a 1-d array of fewer than
     2**32 + 1 entries, drawing from ``state``: the generator's MT19937 state itself
-    (625 words: the key, then the position), advanced as numpy advances it."""
+    (625 words: the key, then the position), advanced as numpy advances it. The
+    state's words are tempered 624 at a time (one vectorised loop), then drawn."""
     key = state[:_MT_N]
     pos = np.int64(state[_MT_N])
+    words = np.empty(_MT_N, dtype=np.int64)
+    _mt_temper(key, words)
     for i in range(idx.shape[0] - 1, 0, -1):
         mask = np.int64(i)
         mask |= mask >> 1
@@ -437,14 +456,10 @@ def mt_shuffle(state, idx):
         while True:
             if pos == _MT_N:
                 _mt_generate(key)
+                _mt_temper(key, words)
                 pos = 0
-            y = np.int64(key[pos])
+            j = words[pos] & mask
             pos += 1
-            y ^= y >> 11
-            y ^= (y << 7) & 0x9D2C5680
-            y ^= (y << 15) & 0xEFC60000
-            y ^= y >> 18
-            j = y & mask
             if j <= i:
                 break
         t = idx[i]
