@@ -81,18 +81,40 @@ def n_chunks(n_blocks, slot_bytes):
     return int(max(1, min(n_blocks, MAX_CHUNKS, SLOT_BYTES // max(1, slot_bytes))))
 
 
+def _item_pointer(context, builder, sig, args):
+    """In an intrinsic's codegen: the address of arr[idx] (the first two arguments)."""
+    ary = context.make_array(sig.args[0])(context, builder, args[0])
+    return cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+
+
+@intrinsic
+def _load_acquire(typingctx, arr, idx):
+    """arr[idx] (int64), an atomic load with acquire order."""
+    def codegen(context, builder, sig, args):
+        return builder.load_atomic(_item_pointer(context, builder, sig, args), "acquire", 8)
+
+    return types.int64(arr, idx), codegen
+
+
+@intrinsic
+def _store_release(typingctx, arr, idx, val):
+    """arr[idx] = val (int64), an atomic store with release order."""
+    def codegen(context, builder, sig, args):
+        builder.store_atomic(args[2], _item_pointer(context, builder, sig, args), "release", 8)
+        return context.get_dummy_value()
+
+    return types.void(arr, idx, val), codegen
+
+
 @intrinsic
 def _fetch_add(typingctx, arr, idx):
     """arr[idx] += 1 as one atomic step (int64 arr); returns the value before."""
-    sig = types.int64(arr, idx)
-
     def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
         one = context.get_constant(types.int64, 1)
-        return builder.atomic_rmw("add", ptr, one, "monotonic")
+        return builder.atomic_rmw("add", _item_pointer(context, builder, sig, args), one,
+                                  "monotonic")
 
-    return sig, codegen
+    return types.int64(arr, idx), codegen
 
 
 @jit_inner()

@@ -22,9 +22,8 @@ from contextlib import contextmanager
 
 import numba
 import numpy as np
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
+
+from ._numba import _load_acquire, _store_release
 
 MIN_WORK = 1 << 16  # a thread's share of a pass at least this much work (about 50 us)
 
@@ -79,31 +78,6 @@ def threads_for(n_jobs, n_chunk, work):
 
 POST, STARTED, IDLE = 0, 8, 16  # a worker's state words, a cache line apart
 SPIN_US, START_US, LINGER_US = 400.0, 10.0, 6.0
-
-
-@intrinsic
-def _load_acquire(typingctx, arr, idx):
-    sig = types.int64(arr, idx)
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
-        return builder.load_atomic(ptr, "acquire", 8)
-
-    return sig, codegen
-
-
-@intrinsic
-def _store_release(typingctx, arr, idx, val):
-    sig = types.void(arr, idx, val)
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
-        builder.store_atomic(args[2], ptr, "release", 8)
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 @numba.njit(nogil=True, cache=True)
