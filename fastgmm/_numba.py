@@ -117,6 +117,28 @@ def _fetch_add(typingctx, arr, idx):
     return types.int64(arr, idx), codegen
 
 
+@njit(nogil=True, cache=True)
+def _signal_and_spin(state, store_at, value, watch, target, spins, linger):
+    """Without the GIL: state[store_at] = value (where store_at >= 0), then spin
+    until state[watch] >= target (True) or ``spins`` looks have failed (False);
+    once seen, ``linger`` looks more. The pool's spin (``_pool``); here, in one
+    file with the intrinsics it inlines, because Numba's cache checks a cached
+    function against its own file only."""
+    if store_at >= 0:
+        _store_release(state, store_at, value)
+    seen = False
+    for _ in range(spins):
+        if _load_acquire(state, watch) >= target:
+            seen = True
+            break
+    if not seen:
+        return _load_acquire(state, watch) >= target
+    last = 0
+    for _ in range(linger):
+        last += _load_acquire(state, watch)
+    return last >= 0
+
+
 @jit_inner()
 def next_chunk(claim, c):
     """The chunk a kernel's thread works on after chunk c (-1: its first). An

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from ._numba import _load_acquire, _store_release
+from ._numba import _signal_and_spin
 
 MIN_WORK = 1 << 16  # a thread's share of a pass at least this much work (about 50 us)
 
@@ -78,26 +78,6 @@ def threads_for(n_jobs, n_chunk, work):
 
 POST, STARTED, IDLE = 0, 8, 16  # a worker's state words, a cache line apart
 SPIN_US, START_US, LINGER_US = 400.0, 10.0, 6.0
-
-
-@numba.njit(nogil=True, cache=True)
-def _signal_and_spin(state, store_at, value, watch, target, spins, linger):
-    """Without the GIL: state[store_at] = value (where store_at >= 0), then spin
-    until state[watch] >= target (True) or ``spins`` looks have failed (False);
-    once seen, ``linger`` looks more."""
-    if store_at >= 0:
-        _store_release(state, store_at, value)
-    seen = False
-    for _ in range(spins):
-        if _load_acquire(state, watch) >= target:
-            seen = True
-            break
-    if not seen:
-        return _load_acquire(state, watch) >= target
-    last = 0
-    for _ in range(linger):
-        last += _load_acquire(state, watch)
-    return last >= 0
 
 
 _looks_per_us = None
