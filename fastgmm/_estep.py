@@ -220,7 +220,8 @@ def _maha_diag_one(XT, B, means, aux, k, LP):
 
 @jit_inner()
 def block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP):
-    """'diag' and 'spherical' (aux: the precision factor per feature). Two
+    """'diag' (aux: the precision factor per feature; 'spherical' has its own
+    kernel below, which uses ``_maha_diag_one`` for its last components). Two
     components and four features a sweep of the rows: each x is loaded once for
     both components and each partial sum in LP once for four features (one
     component and one feature a sweep load and store the partial sum at every
