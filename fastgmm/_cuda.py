@@ -50,6 +50,9 @@ MAX_FEATURES = {FULL: 256, TIED: 256, DIAG: 2047, SPHERICAL: 2047}
 GEMM_MIN_D = 16
 GEMM_CHUNK_BYTES = 512 << 20  # the largest temporary of a GEMM pass at most
 GEMM_SLAB = 4096  # rows of a slab of the sums over rows (``tall_sum``)
+# 'diag' and 'spherical' passes on the tiled kernels (``lp_diag``, ``sums_diag``);
+# False: the per-row / per-component kernels (``estep``, ``accum``) they replace
+TILED_DIAG = True
 
 
 def _cupy():
@@ -403,13 +406,16 @@ class CUDAEngine(CPUEngine):
         EA, EB, ne, E, ept = self._table(ct)
         Kc = K + 1 if ct == TIED else K
         pooled_k = K if ct == TIED else -1
-        chunk = self._chunk(K, Kc * E)
-        tiles = min(_tiles(nrows), chunk // kern.TILE)
+        tiled = self._tiled(ct)
+        # statistics tiles a launch: TILE rows each, DTILE for the tiled kernels
+        sub = kern.TILE // kern.DTILE if tiled else 1
+        chunk = self._chunk(K, Kc * E * sub)
+        tiles = min(-(-nrows // (kern.TILE // sub)), chunk // kern.TILE * sub)
         partial = self._buf("partial", (tiles, Kc, E))
         out = cuda.to_device(np.zeros((Kc, E)))
         shift_d = cuda.to_device(np.ascontiguousarray(shift, dtype=np.float64))
         gshift_d = cuda.to_device(np.ascontiguousarray(gshift, dtype=np.float64))
-        acc = kern.accum(D, ept)
+        acc = None if tiled else kern.accum(D, ept)
         lab_d = self._buf("no_labels", (0,), np.int32)
         if labels is not None:
             lab_d = labels if _numba_device_array(labels) else cuda.to_device(
@@ -419,7 +425,6 @@ class CUDAEngine(CPUEngine):
             ll_tiles = cuda.device_array(_tiles(nrows), dtype=np.float64)
             means, pc, aux, log_det, log_w = (cuda.to_device(np.ascontiguousarray(a))
                                               for a in ep)
-            estep = kern.estep(ct, D)
             LP = self._buf("LP", (K, min(chunk, nrows)))
             lse = self._buf("lse", (min(chunk, nrows),))
         elif mode == MODE_RESP:
@@ -431,19 +436,40 @@ class CUDAEngine(CPUEngine):
             nt = _tiles(m)
             R_c = LP
             if mode == MODE_EM:
-                estep[_grid(m), kern.NT](self.Xd, row0 + c0, m, w, means, pc, aux,
-                                         log_det, log_w, kern.M_EM, LP, lse,
-                                         self._buf("no_labels", (0,), np.int32))
+                self._estep(ct, row0 + c0, m, w, means, pc, aux, log_det, log_w, kern.M_EM,
+                            LP, lse, self._buf("no_labels", (0,), np.int32))
                 kern.tile_sums[nt, kern.NT](lse, m, ll_tiles, c0 // kern.TILE)
             elif mode == MODE_RESP:
                 R_c = LP[:, c0:c0 + m]
-            acc[(nt, Kc), kern.NT](self.Xd, row0 + c0, m, w, R_c, lab_d,
-                                    _ACCUM_MODE[mode], shift_d, gshift_d, EA, EB, ne,
-                                    pooled_k, partial, 0)
+            if tiled:
+                nt = -(-m // kern.DTILE)
+                kern.sums_diag[(nt, -(-K // kern.BS), -(-D // kern.BS)), (kern.BT, kern.BT)](
+                    self.Xd, row0 + c0, m, w, R_c, lab_d, _ACCUM_MODE[mode], shift_d,
+                    partial, 0)
+            else:
+                acc[(nt, Kc), kern.NT](self.Xd, row0 + c0, m, w, R_c, lab_d,
+                                        _ACCUM_MODE[mode], shift_d, gshift_d, EA, EB, ne,
+                                        pooled_k, partial, 0)
             kern.reduce_tiles[_grid(Kc * E), kern.NT](partial, nt, out)
         tot = out.copy_to_host()
         ll = float(np.sum(ll_tiles.copy_to_host())) if ll_tiles is not None else 0.0
         return self._to_stats(ct, tot, ll, shift, gshift, K)
+
+    @staticmethod
+    def _tiled(ct):
+        return TILED_DIAG and ct in (DIAG, SPHERICAL)
+
+    def _estep(self, ct, row0, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab):
+        """log p(x, k) of rows [row0, row0 + m) into LP (K, m), then the rows' ends
+        by ``mode`` (``_cuda_kernels._finish``)."""
+        if self._tiled(ct):
+            K = means.shape[0]
+            kern.lp_diag[(-(-m // kern.BS), -(-K // kern.BS)), (kern.BT, kern.BT)](
+                self.Xd, row0, m, means, aux, log_det, log_w, LP)
+            kern.finish_rows[_grid(m), kern.NT](row0, m, w, mode, LP, lse, lab)
+        else:
+            kern.estep(ct, self.n_features)[_grid(m), kern.NT](
+                self.Xd, row0, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab)
 
     def _to_stats(self, ct, tot, ll, shift, gshift, K):
         D = self.n_features
@@ -485,7 +511,6 @@ class CUDAEngine(CPUEngine):
         _check_features(ep.ct, D)
         K = ep.means.shape[0]
         means, pc, aux, log_det, log_w = (cuda.to_device(np.ascontiguousarray(a)) for a in ep)
-        estep = kern.estep(ep.ct, D)
         chunk = self._chunk(K)
         m0 = min(chunk, n)
         LP = cuda.device_array((K, m0), dtype=np.float64)
@@ -494,8 +519,8 @@ class CUDAEngine(CPUEngine):
         parts = []
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
-            estep[_grid(m), kern.NT](self.Xd, c0, m, self.wd, means, pc, aux, log_det, log_w,
-                                     _LOG_MODE[mode], LP, lse, lab)
+            self._estep(ep.ct, c0, m, self.wd, means, pc, aux, log_det, log_w,
+                        _LOG_MODE[mode], LP, lse, lab)
             if mode == OUT_LABEL:
                 parts.append(lab[:m].copy_to_host().astype(np.int64))
             elif mode == OUT_RESP:

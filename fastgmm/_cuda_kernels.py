@@ -57,6 +57,34 @@ def _memo(key, build):
         return _CACHE[key]
 
 
+@cuda.jit(device=True)
+def _finish(i, r, K, mx, best, w, mode, LP, lse_out, label_out):
+    """Row i's end of the E-step from its log p(x, k) in LP[:, i] (largest mx,
+    first at ``best``): by ``mode`` the label, log p(x), r, or w r and w log p(x)."""
+    if mode == M_LABEL:
+        label_out[i] = best
+        return
+    s = 0.0
+    for k in range(K):
+        s += math.exp(LP[k, i] - mx)
+    lse = mx + math.log(s)
+    if mode == M_LSE:
+        lse_out[i] = lse
+    elif mode == M_RESP:
+        for k in range(K):
+            LP[k, i] = math.exp(LP[k, i] - lse)
+    else:  # M_EM: weighted responsibilities and log-likelihood
+        wi = 1.0 if w.shape[0] == 0 else w[r]
+        if wi == 0.0:
+            for k in range(K):
+                LP[k, i] = 0.0
+            lse_out[i] = 0.0
+        else:
+            for k in range(K):
+                LP[k, i] = wi * math.exp(LP[k, i] - lse)
+            lse_out[i] = wi * lse
+
+
 def estep(ct, D):
     return _memo(("estep", ct, D), lambda: _build_estep(ct, D))
 
@@ -107,28 +135,7 @@ def _build_estep(CT, D):
             if lp > mx:
                 mx = lp
                 best = k
-        if mode == M_LABEL:
-            label_out[i] = best
-            return
-        s = 0.0
-        for k in range(K):
-            s += math.exp(LP[k, i] - mx)
-        lse = mx + math.log(s)
-        if mode == M_LSE:
-            lse_out[i] = lse
-        elif mode == M_RESP:
-            for k in range(K):
-                LP[k, i] = math.exp(LP[k, i] - lse)
-        else:  # M_EM: weighted responsibilities and log-likelihood
-            wi = 1.0 if w.shape[0] == 0 else w[r]
-            if wi == 0.0:
-                for k in range(K):
-                    LP[k, i] = 0.0
-                lse_out[i] = 0.0
-            else:
-                for k in range(K):
-                    LP[k, i] = wi * math.exp(LP[k, i] - lse)
-                lse_out[i] = wi * lse
+        _finish(i, r, K, mx, best, w, mode, LP, lse_out, label_out)
 
     return kernel
 
@@ -208,6 +215,172 @@ def _build_accum(D, EPT):
                 partial[tile0 + t, kk, e] = acc[j]
 
     return kernel
+
+
+# ------------------------------------------- 'diag' / 'spherical', tiled
+# Both passes are shaped as matrix products, each thread keeping MT x MT outputs in
+# registers (BT x BT threads a block, BS = BT MT outputs along each side), the
+# operands staged in shared memory: the E-step's (rows x components) block reads
+# each staged number MT times, and the statistics' (components x features) block
+# reads a tile of rows once for all its components (``accum`` reads it once a
+# component). Each output is still summed in a fixed order (features in order for
+# a distance; a tile's rows in order for a statistic), so results depend on the
+# code's constants only.
+BT = 4 if SIMULATOR else 16  # threads along each side of a block
+MT = 2 if SIMULATOR else 4  # a thread's outputs along each side
+BS = BT * MT
+BS1 = BS + 1  # a padded row of shared memory (a constant: Numba types BS + 1 as a variable)
+BA = 4 if SIMULATOR else 16  # features staged at a time (E-step)
+RS = 8 if SIMULATOR else 32  # rows staged at a time (statistics)
+DTILE = TILE if SIMULATOR else 1024  # rows of a 'diag' / 'spherical' statistics tile
+
+
+@cuda.jit
+def lp_diag(X, row0, nrows, means, aux, log_det, log_w, LP):
+    """LP[k, i] = log p(x_i, k) for 'diag' / 'spherical' (aux: the precision
+    factor per feature): a block of BS rows x BS components; the sum over features
+    in order, as ``estep``'s."""
+    tx = cuda.threadIdx.x  # rows tx + BT l
+    ty = cuda.threadIdx.y  # components ty + BT j
+    tid = ty * BT + tx
+    i0 = cuda.blockIdx.x * BS
+    k0 = cuda.blockIdx.y * BS
+    K, D = means.shape
+    xs = cuda.shared.array((BA, BS1), float64)
+    ms = cuda.shared.array((BA, BS1), float64)
+    ps = cuda.shared.array((BA, BS1), float64)
+    acc = cuda.local.array((MT, MT), float64)  # [row l, component j]
+    xr = cuda.local.array(MT, float64)
+    for l in range(MT):
+        for j in range(MT):
+            acc[l, j] = 0.0
+    for a0 in range(0, D, BA):
+        na = min(BA, D - a0)
+        cuda.syncthreads()
+        for q in range(tid, BS * BA, BT * BT):
+            c = q // BA
+            a = q - c * BA
+            if a < na:
+                xs[a, c] = X[row0 + i0 + c, a0 + a] if i0 + c < nrows else 0.0
+                if k0 + c < K:
+                    ms[a, c] = means[k0 + c, a0 + a]
+                    ps[a, c] = aux[k0 + c, a0 + a]
+                else:
+                    ms[a, c] = 0.0
+                    ps[a, c] = 0.0
+        cuda.syncthreads()
+        for a in range(na):
+            for l in range(MT):
+                xr[l] = xs[a, tx + BT * l]
+            for j in range(MT):
+                m = ms[a, ty + BT * j]
+                p = ps[a, ty + BT * j]
+                for l in range(MT):
+                    v = (xr[l] - m) * p
+                    acc[l, j] += v * v
+    const = -0.5 * D * LOG_2PI
+    for j in range(MT):
+        k = k0 + ty + BT * j
+        if k < K:
+            for l in range(MT):
+                i = i0 + tx + BT * l
+                if i < nrows:
+                    LP[k, i] = log_w[k] + log_det[k] + const - 0.5 * acc[l, j]
+
+
+@cuda.jit
+def finish_rows(row0, nrows, w, mode, LP, lse_out, label_out):
+    """The E-step's end (``_finish``) for rows whose LP a tiled kernel wrote."""
+    i = cuda.grid(1)
+    if i >= nrows:
+        return
+    K = LP.shape[0]
+    mx = -math.inf
+    best = 0
+    for k in range(K):
+        lp = LP[k, i]
+        if lp > mx:
+            mx = lp
+            best = k
+    _finish(i, row0 + i, K, mx, best, w, mode, LP, lse_out, label_out)
+
+
+@cuda.jit
+def sums_diag(X, row0, nrows, w, R, labels, mode, shift, partial, tile0):
+    """Per (DTILE-row tile t, BS components, BS features) block, with v the row's
+    weight for component k (by ``mode``, as ``accum``'s) and y = x_a - shift[k, a]:
+    partial[tile0 + t, k] = (sum v, sum v y_a (a < D), sum v y_a^2 (a < D)), the
+    rows in order; the layout of ``accum``'s 'diag' table."""
+    t = cuda.blockIdx.x
+    k0 = cuda.blockIdx.y * BS
+    a0 = cuda.blockIdx.z * BS
+    tx = cuda.threadIdx.x  # features a0 + tx + BT l
+    ty = cuda.threadIdx.y  # components k0 + ty + BT j
+    tid = ty * BT + tx
+    K, D = shift.shape
+    rs = cuda.shared.array((RS, BS1), float64)
+    xs = cuda.shared.array((RS, BS), float64)
+    s1 = cuda.local.array((MT, MT), float64)  # [component j, feature l]
+    s2 = cuda.local.array((MT, MT), float64)
+    sh = cuda.local.array((MT, MT), float64)
+    nk = cuda.local.array(MT, float64)
+    xv = cuda.local.array(MT, float64)
+    for j in range(MT):
+        nk[j] = 0.0
+        k = k0 + ty + BT * j
+        for l in range(MT):
+            s1[j, l] = 0.0
+            s2[j, l] = 0.0
+            a = a0 + tx + BT * l
+            sh[j, l] = shift[k, a] if k < K and a < D else 0.0
+    unit = w.shape[0] == 0
+    start = t * DTILE
+    stop = min(start + DTILE, nrows)
+    for b0 in range(start, stop, RS):
+        nb = min(RS, stop - b0)
+        cuda.syncthreads()
+        for q in range(tid, BS * RS, BT * BT):
+            c = q // RS  # component k0 + c, row b0 + rr
+            rr = q - c * RS
+            k = k0 + c
+            if rr < nb and k < K:
+                row = row0 + b0 + rr
+                if mode == A_EM:
+                    v = R[k, b0 + rr]
+                else:
+                    wi = 1.0 if unit else w[row]
+                    if mode == A_RESP:
+                        v = R[k, b0 + rr] * wi
+                    else:
+                        v = wi if labels[row] == k else 0.0
+                rs[rr, c] = v
+        for q in range(tid, BS * RS, BT * BT):
+            rr = q // BS
+            a = q - rr * BS
+            if rr < nb and a0 + a < D:
+                xs[rr, a] = X[row0 + b0 + rr, a0 + a]
+        cuda.syncthreads()
+        for rr in range(nb):
+            for l in range(MT):
+                xv[l] = xs[rr, tx + BT * l]
+            for j in range(MT):
+                v = rs[rr, ty + BT * j]
+                nk[j] += v
+                for l in range(MT):
+                    y = xv[l] - sh[j, l]
+                    p = v * y
+                    s1[j, l] += p
+                    s2[j, l] += p * y
+    for j in range(MT):
+        k = k0 + ty + BT * j
+        if k < K:
+            if a0 == 0 and tx == 0:
+                partial[tile0 + t, k, 0] = nk[j]
+            for l in range(MT):
+                a = a0 + tx + BT * l
+                if a < D:
+                    partial[tile0 + t, k, 1 + a] = s1[j, l]
+                    partial[tile0 + t, k, 1 + D + a] = s2[j, l]
 
 
 @cuda.jit

@@ -135,6 +135,44 @@ def test_pass_does_not_depend_on_chunking(monkeypatch):
             np.testing.assert_array_equal(getattr(b, name), getattr(a, name))
 
 
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_tiled_kernels_over_several_blocks(covariance_type, monkeypatch):
+    """'diag' / 'spherical' run on the tiled kernels (``lp_diag``, ``sums_diag``):
+    with more components and features than a block holds, more features than are
+    staged at a time and rows not a multiple of a block, the statistics and the
+    row outputs are the CPU engine's and those of the per-row kernels they
+    replace, to rounding, and do not depend on how the pass is cut into launches."""
+    from fastgmm import _cuda_kernels as kern
+
+    K, d = kern.BS + 2, max(kern.BS, kern.BA) + 1
+    X = make_data(n=150, d=d, K=K, dtype=np.float32)
+    w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
+    ep = _ep(X.astype(np.float64), K, covariance_type)
+    origin = np.zeros(d)
+    a = CPUEngine(X, w).stats(ep).about(origin, 1.0)
+    tiled = CUDAEngine(X, w).stats(ep)
+    monkeypatch.setattr(_cuda, "TILED_DIAG", False)
+    untiled = CUDAEngine(X, w).stats(ep).about(origin, 1.0)
+    outs_untiled = {o: CUDAEngine(X).log_prob(ep, o) for o in ("lse", "label", "resp")}
+    monkeypatch.setattr(_cuda, "TILED_DIAG", True)
+    for b in (tiled.about(origin, 1.0), untiled):
+        for name in ("nk", "s1", "s2"):
+            np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
+                                       atol=1e-9, err_msg=name)
+        assert b.ll == pytest.approx(a.ll, rel=1e-12)
+    for o in ("lse", "label", "resp"):
+        want = CPUEngine(X).log_prob(ep, o)
+        for got in (CUDAEngine(X).log_prob(ep, o), outs_untiled[o]):
+            if o == "label":
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=o)
+    monkeypatch.setattr(_cuda, "CHUNK_BYTES", 1)  # one tile a launch
+    many = CUDAEngine(X, w).stats(ep)
+    for name in ("nk", "s1", "s2", "ll"):
+        np.testing.assert_array_equal(getattr(many, name), getattr(tiled, name))
+
+
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
 def test_given_statistics_equal_cpu(covariance_type):
     """The start's passes: hard labels (K for none) and given responsibilities."""

@@ -1,0 +1,132 @@
+"""Per-kernel times of one CUDA EM pass (CUDA events around each launch, the
+median of REPS), so that a slow pass can be pinned on a kernel:
+
+    NUMBA_ENABLE_CUDASIM=0 python bench/gpu_kernels.py [n,d,K,ct,dtype ...]
+
+(default: 10M x 8 K16 'full' in float32 and float64, 1M x 64 K64 'diag' float32).
+Prints, per case, the whole pass (``CUDAEngine.stats``) and each of its launches.
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "0")
+sys.path.insert(0, os.path.dirname(__file__))
+
+from numba import cuda  # noqa: E402
+
+from fastgmm import _cuda  # noqa: E402
+from fastgmm import _cuda_kernels as kern  # noqa: E402
+from fastgmm._estep import COV_CODES  # noqa: E402
+from fastgmm._mstep import compute_precision_cholesky, estep_params  # noqa: E402
+
+REPS = int(os.environ.get("GPU_KERNELS_REPS", "5"))
+CASES = [(10_000_000, 8, 16, "full", "float32"), (10_000_000, 8, 16, "full", "float64"),
+         (1_000_000, 64, 64, "diag", "float32")]
+
+
+class Timed:
+    """Wraps a kernel's launch configuration: each launch timed by CUDA events."""
+
+    def __init__(self, name, times):
+        self.name, self.times = name, times
+
+    def wrap(self, configured):
+        def launch(*args):
+            s, e = cuda.event(), cuda.event()
+            s.record()
+            configured(*args)
+            e.record()
+            e.synchronize()
+            self.times.setdefault(self.name, []).append(s.elapsed_time(e))
+        return launch
+
+
+def instrument(times):
+    """Replace the kernels in ``_cuda_kernels`` by timed ones (returns an undo)."""
+    saved = {}
+    for name in ("lp_diag", "finish_rows", "sums_diag", "reduce_tiles", "tile_sums"):
+        k = getattr(kern, name)
+        saved[name] = k
+
+        class Proxy:
+            def __init__(self, k, name):
+                self.k, self.name = k, name
+
+            def __getitem__(self, conf):
+                return Timed(self.name, times).wrap(self.k[conf])
+        setattr(kern, name, Proxy(k, name))
+    for name in ("estep", "accum"):
+        f = getattr(kern, name)
+        saved[name] = f
+
+        def make(f, name):
+            def build(*a):
+                k = f(*a)
+
+                class Proxy:
+                    def __getitem__(self, conf):
+                        return Timed(name, times).wrap(k[conf])
+                return Proxy()
+            return build
+        setattr(kern, name, make(f, name))
+
+    def undo():
+        for name, v in saved.items():
+            setattr(kern, name, v)
+    return undo
+
+
+def params(X, K, ct):
+    rng = np.random.RandomState(0)
+    n, d = X.shape
+    means = X[rng.choice(n, K, replace=False)].astype(np.float64)
+    var = np.var(X[:10000].astype(np.float64), axis=0) + 1e-3
+    cov = {"full": np.array([np.diag(var)] * K), "tied": np.diag(var),
+           "diag": np.array([var] * K), "spherical": np.full(K, var.mean())}[ct]
+    pc = compute_precision_cholesky(cov, ct)
+    return estep_params(np.full(K, 1.0 / K), means, pc, COV_CODES[ct])
+
+
+def main():
+    cases = CASES
+    if len(sys.argv) > 1:
+        cases = [(int(n), int(d), int(K), ct, dt) for n, d, K, ct, dt in
+                 (a.split(",") for a in sys.argv[1:])]
+    for n, d, K, ct, dtype in cases:
+        rng = np.random.RandomState(0)
+        X = rng.standard_normal((n, d)).astype(dtype)
+        eng = _cuda.CUDAEngine(X)
+        ep = params(X, K, ct)
+        eng.stats(ep)  # compilation
+        for tiled in ((True, False) if ct in ("diag", "spherical") else (True,)):
+            _cuda.TILED_DIAG = tiled
+            eng.stats(ep)
+            walls, times = [], {}
+            for _ in range(REPS):
+                cuda.synchronize()
+                t = time.perf_counter()
+                eng.stats(ep)
+                cuda.synchronize()
+                walls.append(time.perf_counter() - t)
+            undo = instrument(times)
+            try:
+                for _ in range(REPS):
+                    eng.stats(ep)
+            finally:
+                undo()
+            label = f"{n} x {d} K{K} {ct} {dtype}" + ("" if ct in ("full", "tied") else
+                                                    f" tiled={tiled}")
+            print(f"== {label}: pass {np.median(walls) * 1e3:.2f} ms (median of {REPS})")
+            for name, ts in times.items():
+                per = len(ts) // REPS
+                tot = np.median(np.add.reduceat(ts, np.arange(0, len(ts), per)))
+                print(f"   {name:14s} {per:3d} launches a pass, {tot:8.3f} ms a pass")
+        _cuda.TILED_DIAG = True
+
+
+if __name__ == "__main__":
+    main()
