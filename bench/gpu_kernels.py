@@ -1,10 +1,13 @@
 """Per-kernel times of one CUDA EM pass (CUDA events around each launch, the
 median of REPS), so that a slow pass can be pinned on a kernel:
 
-    NUMBA_ENABLE_CUDASIM=0 python bench/gpu_kernels.py [n,d,K,ct,dtype ...]
+    NUMBA_ENABLE_CUDASIM=0 python bench/gpu_kernels.py [--tiles BT,MT,BA,RS,DTILE] [--tiled-only] [n,d,K,ct,dtype ...]
 
 (default: 10M x 8 K16 'full' in float32 and float64, 1M x 64 K64 'diag' float32).
 Prints, per case, the whole pass (``CUDAEngine.stats``) and each of its launches.
+``--tiles`` sets the tiled 'diag' kernels' constants (``_cuda_kernels``: threads
+a side, outputs a thread a side, features staged, rows staged, rows a statistics
+tile) before they compile: one configuration a process.
 """
 
 import os
@@ -20,6 +23,7 @@ from numba import cuda  # noqa: E402
 
 from fastgmm import _cuda  # noqa: E402
 from fastgmm import _cuda_kernels as kern  # noqa: E402
+from fastgmm._engine import CPUEngine  # noqa: E402
 from fastgmm._estep import COV_CODES  # noqa: E402
 from fastgmm._mstep import compute_precision_cholesky, estep_params  # noqa: E402
 
@@ -91,18 +95,35 @@ def params(X, K, ct):
     return estep_params(np.full(K, 1.0 / K), means, pc, COV_CODES[ct])
 
 
+def set_tiles(spec):
+    """The tiled kernels' constants, set before their first (lazy) compilation."""
+    bt, mt, ba, rs, dtile = (int(v) for v in spec.split(","))
+    assert kern.TILE % dtile == 0
+    kern.BT, kern.MT, kern.BA, kern.RS, kern.DTILE = bt, mt, ba, rs, dtile
+    kern.BS = bt * mt
+    kern.BS1 = kern.BS + 1
+
+
 def main():
+    args = sys.argv[1:]
+    tiled_only = "--tiled-only" in args
+    args = [a for a in args if a != "--tiled-only"]
+    if args[:1] == ["--tiles"]:
+        set_tiles(args[1])
+        print("tiles BT,MT,BA,RS,DTILE =", args[1])
+        args = args[2:]
     cases = CASES
-    if len(sys.argv) > 1:
+    if args:
         cases = [(int(n), int(d), int(K), ct, dt) for n, d, K, ct, dt in
-                 (a.split(",") for a in sys.argv[1:])]
+                 (a.split(",") for a in args)]
     for n, d, K, ct, dtype in cases:
         rng = np.random.RandomState(0)
         X = rng.standard_normal((n, d)).astype(dtype)
         eng = _cuda.CUDAEngine(X)
         ep = params(X, K, ct)
         eng.stats(ep)  # compilation
-        for tiled in ((True, False) if ct in ("diag", "spherical") else (True,)):
+        both = ct in ("diag", "spherical") and not tiled_only
+        for tiled in ((True, False) if both else (True,)):
             _cuda.TILED_DIAG = tiled
             eng.stats(ep)
             walls, times = [], {}
@@ -120,7 +141,13 @@ def main():
                 undo()
             label = f"{n} x {d} K{K} {ct} {dtype}" + ("" if ct in ("full", "tied") else
                                                     f" tiled={tiled}")
-            print(f"== {label}: pass {np.median(walls) * 1e3:.2f} ms (median of {REPS})")
+            origin = np.zeros(d)
+            got, want = eng.stats(ep).about(origin, 1.0), CPUEngine(X).stats(ep).about(origin, 1.0)
+            err = max(float(np.max(np.abs(getattr(got, f) - getattr(want, f))
+                                   / (np.abs(getattr(want, f)) + 1e-300)))
+                      for f in ("nk", "s1", "s2"))
+            print(f"== {label}: pass {np.median(walls) * 1e3:.2f} ms (median of {REPS}); "
+                  f"largest relative difference from the CPU engine {err:.1e}")
             for name, ts in times.items():
                 per = len(ts) // REPS
                 tot = np.median(np.add.reduceat(ts, np.arange(0, len(ts), per)))
