@@ -6,7 +6,7 @@
 set -o pipefail
 OUT=${1:-.}
 export NUMBA_ENABLE_CUDASIM=0 SCIPY_ARRAY_API=1 PYTHONUNBUFFERED=1 GPU_KERNELS_REPS=${GPU_KERNELS_REPS:-3}
-CASE=1000000,64,64,diag,float32
+CASE=${CASE:-1000000,64,64,diag,float32}
 for cfg in ${SWEEP:-16,4,16,32,1024 16,4,16,32,512 16,4,16,32,2048 16,4,8,16,1024 8,4,16,32,1024 16,2,16,32,1024 16,4,16,16,1024}; do
   timeout 60 python3 bench/gpu_kernels.py --tiles "$cfg" --tiled-only $CASE 2>&1 | tee -a "$OUT/sweep.log"
 done
