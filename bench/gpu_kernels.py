@@ -1,13 +1,15 @@
 """Per-kernel times of one CUDA EM pass (CUDA events around each launch, the
 median of REPS), so that a slow pass can be pinned on a kernel:
 
-    NUMBA_ENABLE_CUDASIM=0 python bench/gpu_kernels.py [--tiles BT,MT,BA,RS,DTILE] [--tiled-only] [n,d,K,ct,dtype ...]
+    NUMBA_ENABLE_CUDASIM=0 python bench/gpu_kernels.py [--tiles BT,MT,BA,RS,DTILE] [--lb L,S] [--tiled-only] [n,d,K,ct,dtype ...]
 
 (default: 10M x 8 K16 'full' in float32 and float64, 1M x 64 K64 'diag' float32).
 Prints, per case, the whole pass (``CUDAEngine.stats``) and each of its launches.
 ``--tiles`` sets the tiled 'diag' kernels' constants (``_cuda_kernels``: threads
 a side, outputs a thread a side, features staged, rows staged, rows a statistics
-tile) before they compile: one configuration a process.
+tile) before they compile: one configuration a process. ``--lb L,S`` compiles
+``lp_diag`` / ``sums_diag`` with launch bounds (a block's threads, L / S blocks an SM
+at least; 0: none), which caps their registers.
 """
 
 import os
@@ -104,6 +106,14 @@ def set_tiles(spec):
     kern.BS1 = kern.BS + 1
 
 
+def set_launch_bounds(spec):
+    threads = kern.BT * kern.BT
+    for name, blocks in zip(("lp_diag", "sums_diag"), (int(v) for v in spec.split(","))):
+        if blocks:
+            setattr(kern, name, cuda.jit(launch_bounds=(threads, blocks))(
+                getattr(kern, name).py_func))
+
+
 def main():
     args = sys.argv[1:]
     tiled_only = "--tiled-only" in args
@@ -111,6 +121,10 @@ def main():
     if args[:1] == ["--tiles"]:
         set_tiles(args[1])
         print("tiles BT,MT,BA,RS,DTILE =", args[1])
+        args = args[2:]
+    if args[:1] == ["--lb"]:
+        set_launch_bounds(args[1])
+        print("launch bounds (blocks an SM) lp_diag,sums_diag =", args[1])
         args = args[2:]
     cases = CASES
     if args:

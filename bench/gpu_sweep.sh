@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# One device call: the tiled 'diag' kernels' constants swept (per-kernel times of a
-# 1M x 64 K64 pass, bench/gpu_kernels.py), an Nsight Compute read of the pass's
-# kernels, and the pytest GPU group in quick mode. Usage on the GPU machine, with
-# numba-cuda, CuPy and PyTorch importable: bash bench/gpu_sweep.sh OUT_DIR
+# One device call: variants of the tiled 'diag' kernels timed kernel by kernel on a
+# 1M x 64 K64 pass (bench/gpu_kernels.py: --tiles sets their constants, --lb launch
+# bounds), an Nsight Compute read of the two kernels, and the pytest GPU group in
+# quick mode. On the GPU machine, with numba-cuda, CuPy and PyTorch importable:
+#     bash bench/gpu_sweep.sh OUT_DIR
+# SWEEP: the variants' arguments, ';'-separated (an empty one: the defaults).
 set -o pipefail
 OUT=${1:-.}
-export NUMBA_ENABLE_CUDASIM=0 SCIPY_ARRAY_API=1 PYTHONUNBUFFERED=1 GPU_KERNELS_REPS=${GPU_KERNELS_REPS:-3}
-CASE=${CASE:-1000000,64,64,diag,float32}
-for cfg in ${SWEEP:-16,4,16,32,1024 16,4,16,32,512 16,4,16,32,2048 16,4,8,16,1024 8,4,16,32,1024 16,2,16,32,1024 16,4,16,16,1024}; do
-  timeout 60 python3 bench/gpu_kernels.py --tiles "$cfg" --tiled-only $CASE 2>&1 | tee -a "$OUT/sweep.log"
+export NUMBA_ENABLE_CUDASIM=0 SCIPY_ARRAY_API=1 PYTHONUNBUFFERED=1 GPU_KERNELS_REPS=${GPU_KERNELS_REPS:-5}
+CASES=${CASES:-1000000,64,64,diag,float32 1000000,64,64,diag,float64}
+IFS=';' read -ra VARIANTS <<< "${SWEEP:-;--lb 3,0;--lb 0,2;--lb 3,2}"
+for v in "${VARIANTS[@]}"; do
+  echo "## variant: ${v:-default}" | tee -a "$OUT/sweep.log"
+  timeout 90 python3 bench/gpu_kernels.py $v --tiled-only $CASES 2>&1 | tee -a "$OUT/sweep.log"
 done
 if command -v ncu >/dev/null; then
   GPU_KERNELS_REPS=1 timeout 120 ncu --section SpeedOfLight --section Occupancy \
     --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-    --section LaunchStats --kernel-name-base mangled -k regex:"accum|lp_diag|finish_rows|sums_diag" -c 4 \
-    python3 bench/gpu_kernels.py --tiled-only 2000000,8,16,full,float32 $CASE > "$OUT/ncu.log" 2>&1
-  echo "ncu rc $?"; grep -E "cudapy|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Issue Slots Busy|No Eligible|Warp Cycles Per Issued" "$OUT/ncu.log" | head -60
+    --section LaunchStats --section SchedulerStats --kernel-name-base mangled \
+    -k regex:"${NCU_KERNELS:-lp_diag|sums_diag}" -c 2 \
+    python3 bench/gpu_kernels.py --tiled-only ${CASES%% *} > "$OUT/ncu.log" 2>&1
+  echo "ncu rc $?"; grep -E "Profiling|Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|highest-utilized" "$OUT/ncu.log" | cut -c1-150
 fi
-timeout 120 python3 -m pytest bench/test_gpu.py -q -p no:cacheprovider --benchmark-disable 2>&1 | tee "$OUT/test_gpu.log" | tail -4
-grep -E "^tiles|^==|lp_diag|sums_diag|finish_rows" "$OUT/sweep.log"
+timeout 150 python3 -m pytest bench/test_gpu.py -q -p no:cacheprovider --benchmark-disable 2>&1 | tee "$OUT/test_gpu.log" | tail -4
+grep -E "^## |^== |lp_diag  |sums_diag  |finish_rows  " "$OUT/sweep.log"

@@ -22,9 +22,12 @@ def _gpu():
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return None
     try:
-        import cupy
-        import torch
-        from numba import cuda
+        # numba-cuda 0.30 warns at import under numpy 2.5 (the GPU image's): not ours
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import cupy
+            import torch
+            from numba import cuda
     except ImportError:
         return None
     try:
