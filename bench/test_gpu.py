@@ -60,8 +60,8 @@ def test_gpu_fit(benchmark, quick, impl, dtype, workload):
 
     cupy, torch = GPU
     n, d, K, ct = workload
-    if quick:
-        n = max(n // 100, 4 * K * d)
+    if quick:  # a thousand rows a component: scikit-learn's float32 fits need them
+        n = max(n // 100, 1000 * K)
     X = make_data(n, d, K, np.dtype(dtype))
     benchmark.group = f"gpu|{n}x{d}-K{K}-{ct}|{dtype}"
     kw = dict(covariance_type=ct, init_params="random_from_data", max_iter=ITERS, tol=0.0,
@@ -77,5 +77,10 @@ def test_gpu_fit(benchmark, quick, impl, dtype, workload):
                     SkGaussianMixture(K, **kw).fit(torch.from_dlpack(X))
             sync()
 
-    fit()  # compilation and library handles stay out of the timing
+    try:
+        fit()  # compilation and library handles stay out of the timing
+    except Exception as exc:  # scikit-learn's float32 Cholesky on a starved component
+        if impl == "fastgmm_cuda":
+            raise
+        pytest.skip(f"scikit-learn on PyTorch failed at this shape: {exc}")
     benchmark.pedantic(fit, rounds=1 if quick else 3, iterations=1, warmup_rounds=0)
