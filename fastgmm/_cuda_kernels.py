@@ -350,7 +350,9 @@ def sums_diag(X, row0, nrows, w, R, labels, mode, shift, partial, tile0):
             c = q // RS  # component k0 + c, row b0 + rr
             rr = q - c * RS
             k = k0 + c
-            if rr < nb and k < K:
+            if rr < nb and k >= K:
+                rs[rr, c] = 0.0  # no component: zeros, not stale numbers, in its lanes
+            elif rr < nb:
                 row = row0 + b0 + rr
                 if mode == A_EM:
                     v = R[k, b0 + rr]
@@ -364,8 +366,8 @@ def sums_diag(X, row0, nrows, w, R, labels, mode, shift, partial, tile0):
         for q in range(tid, BS * RS, BT * BT):
             rr = q // BS
             a = q - rr * BS
-            if rr < nb and a0 + a < D:
-                xs[rr, a] = X[row0 + b0 + rr, a0 + a]
+            if rr < nb:
+                xs[rr, a] = X[row0 + b0 + rr, a0 + a] if a0 + a < D else 0.0
         cuda.syncthreads()
         for rr in range(nb):
             for l in range(MT):
