@@ -109,6 +109,20 @@ def fastgmm_fit(X, K, ct, device="cuda"):
     return fit
 
 
+def patched(fit, name, value):
+    """``fit`` with ``fastgmm._cuda.<name>`` set to ``value`` during each call."""
+    from fastgmm import _cuda
+
+    def run(max_iter):
+        saved = getattr(_cuda, name)
+        setattr(_cuda, name, value)
+        try:
+            return fit(max_iter)
+        finally:
+            setattr(_cuda, name, saved)
+    return run
+
+
 def sklearn_fit(X, K, ct):
     import sklearn
     from sklearn.mixture import GaussianMixture
@@ -176,31 +190,12 @@ def main():
             row = {"workload": name, "n": n, "d": d, "K": K, "ct": ct,
                    "dtype": np.dtype(dtype).name}
             competitors = [("fastgmm_cuda", lambda: fastgmm_fit(X, K, ct))]
-            if d >= _cuda.GEMM_MIN_D:
-                def kernels_only():
-                    fit = fastgmm_fit(X, K, ct)
-
-                    def run(m):
-                        saved = _cuda.GEMM_MIN_D
-                        _cuda.GEMM_MIN_D = None
-                        try:
-                            return fit(m)
-                        finally:
-                            _cuda.GEMM_MIN_D = saved
-                    return run
-                competitors.append(("fastgmm_cuda_kernels", kernels_only))
-            if ct in ("diag", "spherical"):
-                def untiled():  # the per-row / per-component kernels the tiled ones replace
-                    fit = fastgmm_fit(X, K, ct)
-
-                    def run(m):
-                        _cuda.TILED_DIAG = False
-                        try:
-                            return fit(m)
-                        finally:
-                            _cuda.TILED_DIAG = True
-                    return run
-                competitors.append(("fastgmm_cuda_untiled", untiled))
+            if d >= _cuda.GEMM_MIN_D:  # the kernels in place of the cuBLAS products
+                competitors.append(("fastgmm_cuda_kernels", lambda: patched(
+                    fastgmm_fit(X, K, ct), "GEMM_MIN_D", None)))
+            if ct in ("diag", "spherical"):  # the kernels the tiled ones replace
+                competitors.append(("fastgmm_cuda_untiled", lambda: patched(
+                    fastgmm_fit(X, K, ct), "TILED_DIAG", False)))
             competitors += [
                 ("sklearn_torch", lambda: sklearn_fit(torch.from_dlpack(X), K, ct)),
                 ("sklearn_cupy", lambda: sklearn_fit(X, K, ct)),
