@@ -7,9 +7,10 @@ median of REPS), so that a slow pass can be pinned on a kernel:
 Prints, per case, the whole pass (``CUDAEngine.stats``) and each of its launches.
 ``--tiles`` sets the tiled 'diag' kernels' constants (``_cuda_kernels``: threads
 a side, outputs a thread a side, features staged, rows staged, rows a statistics
-tile) before they compile: one configuration a process. ``--lb L,S`` compiles
-``lp_diag`` / ``sums_diag`` with launch bounds (a block's threads, L / S blocks an SM
-at least; 0: none), which caps their registers.
+tile) before they compile: one configuration a process (``sums_diag`` keeps its
+launch bounds of two blocks an SM, for the new block size). ``--lb L,S`` compiles
+``lp_diag`` / ``sums_diag`` with launch bounds of L / S blocks an SM (0: none; the
+code's own: none for ``lp_diag``, two for ``sums_diag``).
 """
 
 import os
@@ -97,6 +98,14 @@ def params(X, K, ct):
     return estep_params(np.full(K, 1.0 / K), means, pc, COV_CODES[ct])
 
 
+def rejit(name, blocks):
+    """Kernel ``name`` compiled afresh, with launch bounds of ``blocks`` blocks an SM
+    of BT x BT threads (0: none; the simulator takes none)."""
+    bounds = {} if kern.SIMULATOR or not blocks else {
+        "launch_bounds": (kern.BT * kern.BT, blocks)}
+    setattr(kern, name, cuda.jit(**bounds)(getattr(kern, name).py_func))
+
+
 def set_tiles(spec):
     """The tiled kernels' constants, set before their first (lazy) compilation."""
     bt, mt, ba, rs, dtile = (int(v) for v in spec.split(","))
@@ -104,14 +113,12 @@ def set_tiles(spec):
     kern.BT, kern.MT, kern.BA, kern.RS, kern.DTILE = bt, mt, ba, rs, dtile
     kern.BS = bt * mt
     kern.BS1 = kern.BS + 1
+    rejit("sums_diag", 2)  # its bounds for the new block size
 
 
 def set_launch_bounds(spec):
-    threads = kern.BT * kern.BT
     for name, blocks in zip(("lp_diag", "sums_diag"), (int(v) for v in spec.split(","))):
-        if blocks:
-            setattr(kern, name, cuda.jit(launch_bounds=(threads, blocks))(
-                getattr(kern, name).py_func))
+        rejit(name, blocks)
 
 
 def main():

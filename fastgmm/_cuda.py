@@ -408,9 +408,9 @@ class CUDAEngine(CPUEngine):
         pooled_k = K if ct == TIED else -1
         tiled = self._tiled(ct)
         # statistics tiles a launch: TILE rows each, DTILE for the tiled kernels
-        sub = kern.TILE // kern.DTILE if tiled else 1
-        chunk = self._chunk(K, Kc * E * sub)
-        tiles = min(-(-nrows // (kern.TILE // sub)), chunk // kern.TILE * sub)
+        tile = kern.DTILE if tiled else kern.TILE  # DTILE divides TILE
+        chunk = self._chunk(K, Kc * E * (kern.TILE // tile))
+        tiles = min(-(-nrows // tile), chunk // tile)
         partial = self._buf("partial", (tiles, Kc, E))
         out = cuda.to_device(np.zeros((Kc, E)))
         shift_d = cuda.to_device(np.ascontiguousarray(shift, dtype=np.float64))

@@ -232,7 +232,11 @@ BS = BT * MT
 BS1 = BS + 1  # a padded row of shared memory (a constant: Numba types BS + 1 as a variable)
 BA = 4 if SIMULATOR else 16  # features staged at a time (E-step)
 RS = 8 if SIMULATOR else 32  # rows staged at a time (statistics)
-DTILE = TILE if SIMULATOR else 1024  # rows of a 'diag' / 'spherical' statistics tile
+# rows of a 'diag' / 'spherical' statistics tile: a divisor of TILE (a launch covers
+# whole TILEs, so whole DTILEs); a quarter of TILE on the simulator too, so that the
+# tests there cover several of them a launch
+DTILE = TILE // 4 if SIMULATOR else 1024
+assert TILE % DTILE == 0
 
 
 @cuda.jit
@@ -307,7 +311,8 @@ def finish_rows(row0, nrows, w, mode, LP, lse_out, label_out):
 
 # sums_diag keeps 48 sums and shifts a thread: 236 registers unbounded, so one block
 # an SM. Bounded to two blocks an SM (128 registers, a few spilled) it ran a 1M x 64,
-# K = 64 pass's sums in 2.78 instead of 3.78 ms on an H200 (bench/gpu_sweep.sh).
+# K = 64 pass's sums in 2.78 instead of 3.78 ms on an H200 (bench/gpu_sweep.sh, the
+# variant --lb 0,0 against the code as it is).
 # The simulator takes no launch bounds.
 _SUMS_BOUNDS = {} if SIMULATOR else {"launch_bounds": (BT * BT, 2)}
 

@@ -139,18 +139,25 @@ def test_pass_does_not_depend_on_chunking(monkeypatch):
 def test_tiled_kernels_over_several_blocks(covariance_type, monkeypatch):
     """'diag' / 'spherical' run on the tiled kernels (``lp_diag``, ``sums_diag``):
     with more components and features than a block holds, more features than are
-    staged at a time and rows not a multiple of a block, the statistics and the
-    row outputs are the CPU engine's and those of the per-row kernels they
-    replace, to rounding, and do not depend on how the pass is cut into launches."""
+    staged at a time, rows not a multiple of a block and several statistics tiles a
+    launch, the statistics and the row outputs are the CPU engine's and those of the
+    per-row kernels they replace (to rounding; the distances bit for bit: the same
+    sums in the same order), and do not depend on how the pass is cut into launches
+    (the EM pass and the start's pass of labels, K and more meaning none)."""
     from fastgmm import _cuda_kernels as kern
 
     K, d = kern.BS + 2, max(kern.BS, kern.BA) + 1
-    X = make_data(n=150, d=d, K=K, dtype=np.float32)
-    w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
+    X = make_data(n=150 if SIM else 3 * kern.DTILE + 100, d=d, K=K, dtype=np.float32)
+    rng = np.random.RandomState(1)
+    w = rng.uniform(0.0, 2.0, X.shape[0])
+    w[::5] = 0.0
+    labels = rng.randint(0, K + 2, X.shape[0])
+    ct = COV_CODES[covariance_type]
     ep = _ep(X.astype(np.float64), K, covariance_type)
     origin = np.zeros(d)
     a = CPUEngine(X, w).stats(ep).about(origin, 1.0)
     tiled = CUDAEngine(X, w).stats(ep)
+    tiled_labels = CUDAEngine(X, w).given_stats(ct, K, labels=labels)
     monkeypatch.setattr(_cuda, "TILED_DIAG", False)
     untiled = CUDAEngine(X, w).stats(ep).about(origin, 1.0)
     outs_untiled = {o: CUDAEngine(X).log_prob(ep, o) for o in ("lse", "label", "resp")}
@@ -161,16 +168,25 @@ def test_tiled_kernels_over_several_blocks(covariance_type, monkeypatch):
                                        atol=1e-9, err_msg=name)
         assert b.ll == pytest.approx(a.ll, rel=1e-12)
     for o in ("lse", "label", "resp"):
+        got = CUDAEngine(X).log_prob(ep, o)
+        np.testing.assert_array_equal(got, outs_untiled[o])
         want = CPUEngine(X).log_prob(ep, o)
-        for got in (CUDAEngine(X).log_prob(ep, o), outs_untiled[o]):
-            if o == "label":
-                np.testing.assert_array_equal(got, want)
-            else:
-                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=o)
-    monkeypatch.setattr(_cuda, "CHUNK_BYTES", 1)  # one tile a launch
+        if o == "label":
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=o)
+    want = CPUEngine(X, w).given_stats(ct, K, labels=labels).about(origin, 1.0)
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_allclose(getattr(tiled_labels.about(origin, 1.0), name),
+                                   getattr(want, name), rtol=1e-10, atol=1e-9, err_msg=name)
+    monkeypatch.setattr(_cuda, "CHUNK_BYTES", 1)  # one TILE a launch
+    monkeypatch.setattr(_cuda, "PARTIAL_BYTES", 1)
     many = CUDAEngine(X, w).stats(ep)
+    many_labels = CUDAEngine(X, w).given_stats(ct, K, labels=labels)
     for name in ("nk", "s1", "s2", "ll"):
         np.testing.assert_array_equal(getattr(many, name), getattr(tiled, name))
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_array_equal(getattr(many_labels, name), getattr(tiled_labels, name))
 
 
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
