@@ -1,7 +1,7 @@
 """Per-kernel times of one CUDA EM pass (CUDA events around each launch, the
 median of REPS), so that a slow pass can be pinned on a kernel:
 
-    NUMBA_ENABLE_CUDASIM=0 python bench/gpu_kernels.py [--tiles BT,MT,BA,RS,DTILE] [--lb L,S] [--tiled-only] [n,d,K,ct,dtype ...]
+    NUMBA_ENABLE_CUDASIM=0 python bench/gpu_kernels.py [--tiles BT,MT,BA,RS,DTILE] [--lb L,S] [--variant NAME] [--tiled-only] [n,d,K,ct,dtype ...]
 
 (default: 10M x 8 K16 'full' in float32 and float64, 1M x 64 K64 'diag' float32).
 Prints, per case, the whole pass (``CUDAEngine.stats``) and each of its launches.
@@ -10,7 +10,8 @@ a side, outputs a thread a side, features staged, rows staged, rows a statistics
 tile) before they compile: one configuration a process (``sums_diag`` keeps its
 launch bounds of two blocks an SM, for the new block size). ``--lb L,S`` compiles
 ``lp_diag`` / ``sums_diag`` with launch bounds of L / S blocks an SM (0: none; the
-code's own: none for ``lp_diag``, two for ``sums_diag``).
+code's own: none for ``lp_diag``, two for ``sums_diag``). ``--variant NAME`` times a
+candidate of ``bench/gpu_variants.py`` in the package's place.
 """
 
 import os
@@ -55,7 +56,10 @@ class Timed:
 def instrument(times):
     """Replace the kernels in ``_cuda_kernels`` by timed ones (returns an undo)."""
     saved = {}
-    for name in ("lp_diag", "finish_rows", "sums_diag", "reduce_tiles", "tile_sums"):
+    for name in ("lp_diag", "finish_rows", "sums_diag", "reduce_tiles", "tile_sums",
+                 "lp_finish_diag"):
+        if not hasattr(kern, name):
+            continue
         k = getattr(kern, name)
         saved[name] = k
 
@@ -125,14 +129,22 @@ def main():
     args = sys.argv[1:]
     tiled_only = "--tiled-only" in args
     args = [a for a in args if a != "--tiled-only"]
-    if args[:1] == ["--tiles"]:
-        set_tiles(args[1])
-        print("tiles BT,MT,BA,RS,DTILE =", args[1])
+    opts = {}
+    while args[:1] and args[0] in ("--tiles", "--lb", "--variant"):
+        opts[args[0]] = args[1]
         args = args[2:]
-    if args[:1] == ["--lb"]:
-        set_launch_bounds(args[1])
-        print("launch bounds (blocks an SM) lp_diag,sums_diag =", args[1])
-        args = args[2:]
+    # in this order: the constants, then the variant, then its launch bounds
+    if "--tiles" in opts:
+        set_tiles(opts["--tiles"])
+        print("tiles BT,MT,BA,RS,DTILE =", opts["--tiles"])
+    if "--variant" in opts:
+        import gpu_variants
+
+        gpu_variants.use(opts["--variant"])
+        print("variant", opts["--variant"])
+    if "--lb" in opts:
+        set_launch_bounds(opts["--lb"])
+        print("launch bounds (blocks an SM) lp_diag,sums_diag =", opts["--lb"])
     cases = CASES
     if args:
         cases = [(int(n), int(d), int(K), ct, dt) for n, d, K, ct, dt in

@@ -5,12 +5,12 @@
 # quick mode. On the GPU machine, with numba-cuda, CuPy and PyTorch importable:
 #     bash bench/gpu_sweep.sh OUT_DIR
 # SWEEP: the variants' arguments, ';'-separated (an empty one: the code as it is;
-# --lb 0,0: both kernels without launch bounds).
+# --lb 0,0: both kernels without launch bounds; --variant: bench/gpu_variants.py's).
 set -o pipefail
 OUT=${1:-.}
 export NUMBA_ENABLE_CUDASIM=0 SCIPY_ARRAY_API=1 PYTHONUNBUFFERED=1 GPU_KERNELS_REPS=${GPU_KERNELS_REPS:-5}
 CASES=${CASES:-1000000,64,64,diag,float32 1000000,64,64,diag,float64}
-IFS=';' read -ra VARIANTS <<< "${SWEEP:-;--lb 0,0;--lb 3,2}"
+IFS=';' read -ra VARIANTS <<< "${SWEEP:-;--lb 0,0;--variant fused;--variant prefetch;--variant prefetch --lb 0,0}"
 for v in "${VARIANTS[@]}"; do
   echo "## variant: ${v:-default}" | tee -a "$OUT/sweep.log"
   timeout 90 python3 bench/gpu_kernels.py $v --tiled-only $CASES 2>&1 | tee -a "$OUT/sweep.log"
