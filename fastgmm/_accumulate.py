@@ -470,6 +470,22 @@ def _labels_tied(X, w, start, stop, labels, shift, gshift, nk, s1, s2, dv):
             s1[k, a] += wi * (X[i, a] - shift[k, a])
 
 
+@jit_inner()
+def _blank_unweighted(wb, B, rows, cols, point):
+    """Rows of weight zero take the finite ``point`` in place of their values (rows
+    as ``rows[i, :]`` when ``cols`` is False, else ``rows[:, i]``): they add nothing
+    to any sum either way (w r = 0), but values that overflow |x - mu|^2 would make
+    0 * inf = NaN of that nothing. A weight of zero is a row that is not there."""
+    for i in range(B):
+        if wb[i] == 0.0:
+            if cols:
+                for a in range(point.shape[0]):
+                    rows[a, i] = point[a]
+            else:
+                for a in range(point.shape[0]):
+                    rows[i, a] = point[a]
+
+
 _KERNELS = {}
 _KERNELS_LOCK = threading.Lock()  # one build of each, whatever the threads
 
@@ -528,6 +544,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         Xs = stage_rows(d, bs)
         D = np.empty((d, bs))
         centre = np.empty((K, d))
+        zero_d = np.zeros(d)
         for k in range(K):
             for a in range(d):
                 centre[k, a] = shift[k, a] - gshift[a]
@@ -549,12 +566,16 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                 if TL == 1 and quad:
                     Xq = np.empty((B, d))
                     centre_block(X, start, stop, gshift, Xq)
+                    if not unit:
+                        _blank_unweighted(wb, B, Xq, False, zero_d)
                     acc_ll += _block_em_quad(Xq, B, wb, unit, aux, log_det, log_w, means, pc,
                                              gshift, qacc, F, LPq, G, over, lse, mx, scale)
                     continue
                 if TL == 1:
                     Xc = np.empty((B, d), dtype=ucat.dtype)
                     centre_block(X, start, stop, gshift, Xc)
+                    if not unit:
+                        _blank_unweighted(wb, B, Xc, False, zero_d)
                     if MODE == MODE_EM:
                         # the whitened rows kept for the statistics, and scratch
                         Z = np.empty((_z_keep(ucat), ucat.shape[2], B), dtype=ucat.dtype)
@@ -562,6 +583,8 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                         block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, RB, Z, Ys)
                 else:
                     load_block(X, start, stop, XT, Xs)
+                    if not unit:
+                        _blank_unweighted(wb, B, XT, True, shift[0])
                     if MODE == MODE_EM:
                         if CT == FULL and DS > 0:
                             lp_full_small(DS, XT, B, means, pc, log_det, log_w, RB)

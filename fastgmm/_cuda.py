@@ -286,6 +286,8 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     ll = 0.0
     for r0 in range(0, n, chunk):
         Xc = X[r0:r0 + chunk].astype(cp.float64) - g_d
+        if w is not None:  # a row of weight zero is not there, whatever its values
+            Xc = cp.where(w[r0:r0 + chunk, None] > 0, Xc, 0.0)
         if ct == FULL:
             Y = Xc @ Ucat
             Y -= bcat

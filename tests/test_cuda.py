@@ -73,6 +73,30 @@ def test_pass_statistics_equal_cpu(covariance_type, dtype):
     assert b.ll == pytest.approx(a.ll, rel=1e-12)
 
 
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_zero_weight_rows_with_overflowing_values_add_nothing(covariance_type):
+    """A row of weight zero adds nothing, whatever its values (1e200: |x - mu|^2
+    overflows): the kernels' pass and the matrix-product pass (run here in NumPy;
+    it made 0 * NaN there) give the bits of ordinary values in those rows."""
+    X = make_data(n=150, d=3, K=3)
+    Xb = X.copy()
+    Xb[5], Xb[77] = 1e200, -3e180
+    w = np.random.RandomState(1).uniform(0.5, 2.0, X.shape[0])
+    w[[5, 77]] = 0.0
+    ep = _ep(X, 3, covariance_type)
+    passes = [lambda Z: CUDAEngine(Z, w).stats(ep)]
+    if covariance_type in ("full", "tied"):
+        passes.append(lambda Z: _cuda.gemm_stats(np, Z, w, ep, np.asarray, slab=16))
+    for run in passes:
+        # the overflow in rows weighing 0 is harmless (they get w r = 0 and w log p = 0
+        # whatever it is), but the simulator's NumPy scalars and NumPy's products warn
+        with warnings.catch_warnings(), np.errstate(over="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            a, b = run(X), run(Xb)
+        for name in ("nk", "s1", "s2", "ll"):
+            np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 def test_gemm_pass_equals_cpu(covariance_type):
     """The matrix-product pass (CuPy on a GPU), run here in NumPy: the CPU engine's

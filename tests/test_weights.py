@@ -49,6 +49,43 @@ def test_zero_weights_equal_dropped_rows(covariance_type):
     _same(weighted, dropped)
 
 
+@pytest.mark.parametrize("d", [3, 20])
+@pytest.mark.parametrize("bayesian,init_params", [
+    (False, "random"), (False, "random_from_data"), (False, None), (True, "random"),
+    (True, "random_from_data")], ids=["gmm-random", "gmm-rows", "gmm-given", "bgm-random",
+                                      "bgm-rows"])
+def test_zero_weight_rows_with_overflowing_values_add_nothing(covariance_type, d, bayesian,
+                                                              init_params):
+    """A row of weight zero is not there, whatever its values: rows so large that
+    |x - mu|^2 overflows (1e200) used to make 0 * inf = NaN of their nothing in
+    the EM passes (a failed fit, or wrong 'diag' / 'spherical' means). The fits
+    are the same bits as with ordinary values in those rows. (None: the start
+    given, weights_init / means_init / precisions_init; the k-means start reads
+    every row as scikit-learn's KMeans does, and its result on such rows is
+    scikit-learn's garbage.)"""
+    from fastgmm import BayesianGaussianMixture
+
+    X = make_data(n=600, d=d, K=2, seed=4)
+    Xb = X.copy()
+    Xb[5], Xb[377] = 1e200, -3e180
+    sw = np.ones(X.shape[0])
+    sw[[5, 377]] = 0.0
+    kw = dict(n_components=2, covariance_type=covariance_type, max_iter=5, random_state=0)
+    if init_params is None:
+        w, m, p = start_params(X, 2, covariance_type, seed=5)
+        kw.update(weights_init=w, means_init=m, precisions_init=p)
+    else:
+        kw.update(init_params=init_params)
+    cls = BayesianGaussianMixture if bayesian else GaussianMixture
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = cls(**kw).fit(X, sample_weight=sw)
+        b = cls(**kw).fit(Xb, sample_weight=sw)
+    for attr in ATTRS:
+        np.testing.assert_array_equal(getattr(b, attr), getattr(a, attr), err_msg=attr)
+    assert b.lower_bound_ == a.lower_bound_
+
+
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random"])
 def test_unit_weights_change_nothing(init_params):
     X = make_data(n=400, d=2, K=3, seed=3)
