@@ -444,7 +444,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         sw = check_sample_weight(_host(sample_weight), log_prob.shape[0])
         if sw is None:
             return float(np.mean(log_prob))
-        return float(np.average(log_prob, weights=sw))
+        # a row of weight zero is not there, even where its log-likelihood is -inf
+        return float(np.average(np.where(sw > 0, log_prob, 0.0), weights=sw))
 
     def predict(self, X):
         """Predict the labels for the data samples in X using the fitted model."""

@@ -257,7 +257,8 @@ class _DaskMixin:
                 return float(ss.mean().compute())
             ss = _with_chunk_sizes(ss) if np.isnan(ss.shape[0]) else ss
             w = _dask_weights(sample_weight, ss.chunks[0])  # an average: relative
-            return float(((ss * w).sum() / w.sum()).compute())
+            # a row of weight zero is not there, even where its log-likelihood is -inf
+            return float(((da.where(w > 0, ss, 0.0) * w).sum() / w.sum()).compute())
         return super().score(X, sample_weight=sample_weight)
 
     def partial_fit(self, X, y=None, sample_weight=None):

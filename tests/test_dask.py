@@ -66,6 +66,27 @@ def test_distributed_weighted_and_tiled_fit_equals_in_memory(client):
                                rtol=1e-8)
 
 
+def test_zero_weight_rows_with_overflowing_values_add_nothing(client):
+    """Rows of weight zero whose |x - mu|^2 overflows (1e200) change no bit of a
+    distributed fit or of its weighted score (they made 0 * inf = NaN)."""
+    X = make_data(n=600, d=3, K=3, seed=6)
+    Xb = X.copy()
+    Xb[5], Xb[377] = 1e200, -3e180
+    sw = np.ones(X.shape[0])
+    sw[[5, 377]] = 0.0
+    _, a = _same_start_fits(X, da.from_array(X, chunks=(200, 3)), "full", sw=sw,
+                            swd=da.from_array(sw, chunks=200), max_iter=4)
+    _, b = _same_start_fits(X, da.from_array(Xb, chunks=(200, 3)), "full", sw=sw,
+                            swd=da.from_array(sw, chunks=200), max_iter=4)
+    for attr in ATTRS:
+        np.testing.assert_array_equal(getattr(b, attr), getattr(a, attr), err_msg=attr)
+    swd = da.from_array(sw, chunks=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the -inf log-likelihood's
+        sb = b.score(da.from_array(Xb, chunks=(200, 3)), sample_weight=swd)
+    assert sb == a.score(da.from_array(X, chunks=(200, 3)), sample_weight=swd)
+
+
 @pytest.mark.parametrize("scale", [1e-300, 1e300])
 def test_scaled_dask_weights_change_nothing(client, scale):
     """Weights are relative in memory and on the cluster: Dask weights of 1e-300

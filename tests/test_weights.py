@@ -84,6 +84,9 @@ def test_zero_weight_rows_with_overflowing_values_add_nothing(covariance_type, d
     for attr in ATTRS:
         np.testing.assert_array_equal(getattr(b, attr), getattr(a, attr), err_msg=attr)
     assert b.lower_bound_ == a.lower_bound_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0 * inf = NaN warning either
+        assert b.score(Xb, sample_weight=sw) == a.score(X, sample_weight=sw)
 
 
 @pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random"])
