@@ -219,12 +219,12 @@ def use(name):
     kern.lp_finish_diag = lp_finish_diag  # where bench/gpu_kernels.py times it
     orig = _cuda.CUDAEngine._estep
 
-    def _estep(self, ct, row0, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab):
+    def _estep(self, ct, Xv, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab):
         if self._tiled(ct) and means.shape[0] <= BS:
             kern.lp_finish_diag[(-(-m // BS), 1), (BT, BT)](
-                self.Xd, row0, m, w, means, aux, log_det, log_w, mode, LP, lse, lab)
+                Xv, 0, m, w, means, aux, log_det, log_w, mode, LP, lse, lab)
         else:
-            orig(self, ct, row0, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab)
+            orig(self, ct, Xv, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab)
 
     _cuda.CUDAEngine._estep = _estep
 

@@ -46,6 +46,13 @@ CHUNK_BYTES = 256 << 20  # the (K, chunk) responsibilities of a launch at most
 # From this many features, the 'full' and 'tied' EM passes run as cuBLAS matrix
 # products through CuPy (where CuPy is installed): ``gemm_stats``. None: never.
 PARTIAL_BYTES = 64 << 20  # a launch's per-tile partial sums at most
+# Host data larger than this share of the GPU's free memory is streamed: each pass
+# copies its rows to the device STREAM_BYTES at a time (the statistics add up), and
+# the k-means start runs on the host (the CPU engine: the same draws). None: by the
+# free memory alone; a number of bytes: stream from that size (the tests' switch).
+STREAM_SHARE = 0.5
+STREAM_MIN_BYTES = None
+STREAM_BYTES = 256 << 20
 MAX_FEATURES = {FULL: 256, TIED: 256, DIAG: 2047, SPHERICAL: 2047}
 GEMM_MIN_D = 16
 GEMM_CHUNK_BYTES = 512 << 20  # the largest temporary of a GEMM pass at most
@@ -198,6 +205,17 @@ def _check_features(ct, d):
             f"features; X has {d}. Use device='cpu' for this model.")
 
 
+def _streams(nbytes):
+    """Whether host data of ``nbytes`` is streamed rather than copied whole."""
+    if STREAM_MIN_BYTES is not None:
+        return nbytes > STREAM_MIN_BYTES
+    try:
+        free = cuda.current_context().get_memory_info()[0]
+    except Exception:  # no memory figure (a driver without it): copy
+        return False
+    return nbytes > STREAM_SHARE * free
+
+
 def _grid(n):
     return max(1, -(-n // kern.NT))
 
@@ -285,7 +303,7 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     s2 = cp.zeros((K, d, d)) if ct == FULL else cp.zeros(s2_shape(ct, K, d))
     ll = 0.0
     for r0 in range(0, n, chunk):
-        Xc = X[r0:r0 + chunk].astype(cp.float64) - g_d
+        Xc = cp.asarray(X[r0:r0 + chunk]).astype(cp.float64) - g_d  # host rows: copied
         if w is not None:  # a row of weight zero is not there, whatever its values
             Xc = cp.where(w[r0:r0 + chunk, None] > 0, Xc, 0.0)
         if ct == FULL:
@@ -335,20 +353,25 @@ class CUDAEngine(CPUEngine):
 
     @_quiet
     def __init__(self, X, sample_weight=None, n_jobs=None):
+        self.Xh = None  # host rows streamed through the device (too large to copy)
         if is_device_array(X):
             self.Xd = as_device(X)
+            dtype = self.Xd.dtype
         else:
             X = np.asarray(X)
             dtype = np.float32 if X.dtype == np.float32 else np.float64
-            self.Xd = cuda.device_array(X.shape, dtype=dtype)
-            step = max(1, (64 << 20) // max(1, X.shape[1] * 8))
-            for s in range(0, X.shape[0], step):  # memmaps and odd layouts, piece by piece
-                self.Xd[s:s + step].copy_to_device(
-                    np.ascontiguousarray(X[s:s + step], dtype=dtype))
-        self.X = self.Xd
-        self.n_samples, self.n_features = self.Xd.shape
+            if _streams(X.shape[0] * X.shape[1] * np.dtype(dtype).itemsize):
+                self.Xd, self.Xh = None, X
+            else:
+                self.Xd = cuda.device_array(X.shape, dtype=dtype)
+                step = max(1, (64 << 20) // max(1, X.shape[1] * 8))
+                for s in range(0, X.shape[0], step):  # memmaps and odd layouts, in pieces
+                    self.Xd[s:s + step].copy_to_device(
+                        np.ascontiguousarray(X[s:s + step], dtype=dtype))
+        self.X = self.Xd if self.Xh is None else self.Xh
+        self.n_samples, self.n_features = self.X.shape
         self.sample_weight = sample_weight
-        self.dtype = np.dtype(self.Xd.dtype)
+        self.dtype = np.dtype(dtype)
         self.eps = float(np.finfo(self.dtype).eps)
         self.n_jobs = n_jobs
         if sample_weight is None:
@@ -368,7 +391,25 @@ class CUDAEngine(CPUEngine):
         tiles = max(1, CHUNK_BYTES // (8 * max(K, 1) * kern.TILE))
         if per_tile:
             tiles = max(1, min(tiles, PARTIAL_BYTES // (8 * per_tile)))
+        if self.Xh is not None:  # streamed: the rows a launch reads fit the row buffer
+            tiles = min(tiles, self._stream_tiles())
         return tiles * kern.TILE
+
+    def _stream_tiles(self):
+        return max(1, STREAM_BYTES // (self.n_features * self.dtype.itemsize * kern.TILE))
+
+    def _rows_at(self, r0, m, w, lab):
+        """X, weights and labels of rows [r0, r0 + m) as one launch reads them (from
+        its index 0): views of the device arrays, or, streamed, the host rows copied
+        into a device buffer kept for the call."""
+        wv = w[r0:r0 + m] if w.shape[0] else w
+        lv = lab[r0:r0 + m] if lab.shape[0] else lab
+        if self.Xh is None:
+            return self.Xd[r0:r0 + m], wv, lv
+        buf = self._buf("rows", (self._stream_tiles() * kern.TILE, self.n_features),
+                        self.dtype)
+        buf[:m].copy_to_device(np.ascontiguousarray(self.Xh[r0:r0 + m], dtype=self.dtype))
+        return buf[:m], wv, lv
 
     def _table(self, ct):
         D = self.n_features
@@ -437,8 +478,9 @@ class CUDAEngine(CPUEngine):
             m = min(chunk, nrows - c0)
             nt = _tiles(m)
             R_c = LP
+            Xv, wv, lv = self._rows_at(row0 + c0, m, w, lab_d)
             if mode == MODE_EM:
-                self._estep(ct, row0 + c0, m, w, means, pc, aux, log_det, log_w, kern.M_EM,
+                self._estep(ct, Xv, m, wv, means, pc, aux, log_det, log_w, kern.M_EM,
                             LP, lse, self._buf("no_labels", (0,), np.int32))
                 kern.tile_sums[nt, kern.NT](lse, m, ll_tiles, c0 // kern.TILE)
             elif mode == MODE_RESP:
@@ -446,12 +488,10 @@ class CUDAEngine(CPUEngine):
             if tiled:
                 nt = -(-m // kern.DTILE)
                 kern.sums_diag[(nt, -(-K // kern.BS), -(-D // kern.BS)), (kern.BT, kern.BT)](
-                    self.Xd, row0 + c0, m, w, R_c, lab_d, _ACCUM_MODE[mode], shift_d,
-                    partial, 0)
+                    Xv, 0, m, wv, R_c, lv, _ACCUM_MODE[mode], shift_d, partial, 0)
             else:
-                acc[(nt, Kc), kern.NT](self.Xd, row0 + c0, m, w, R_c, lab_d,
-                                        _ACCUM_MODE[mode], shift_d, gshift_d, EA, EB, ne,
-                                        pooled_k, partial, 0)
+                acc[(nt, Kc), kern.NT](Xv, 0, m, wv, R_c, lv, _ACCUM_MODE[mode], shift_d,
+                                        gshift_d, EA, EB, ne, pooled_k, partial, 0)
             kern.reduce_tiles[_grid(Kc * E), kern.NT](partial, nt, out)
         tot = out.copy_to_host()
         ll = float(np.sum(ll_tiles.copy_to_host())) if ll_tiles is not None else 0.0
@@ -461,17 +501,17 @@ class CUDAEngine(CPUEngine):
     def _tiled(ct):
         return TILED_DIAG and ct in (DIAG, SPHERICAL)
 
-    def _estep(self, ct, row0, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab):
-        """log p(x, k) of rows [row0, row0 + m) into LP (K, m), then the rows' ends
-        by ``mode`` (``_cuda_kernels._finish``)."""
+    def _estep(self, ct, Xv, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab):
+        """log p(x, k) of the m rows Xv (weights w: theirs, or none) into LP (K, m),
+        then the rows' ends by ``mode`` (``_cuda_kernels._finish``)."""
         if self._tiled(ct):
             K = means.shape[0]
             kern.lp_diag[(-(-m // kern.BS), -(-K // kern.BS)), (kern.BT, kern.BT)](
-                self.Xd, row0, m, means, aux, log_det, log_w, LP)
-            kern.finish_rows[_grid(m), kern.NT](row0, m, w, mode, LP, lse, lab)
+                Xv, 0, m, means, aux, log_det, log_w, LP)
+            kern.finish_rows[_grid(m), kern.NT](0, m, w, mode, LP, lse, lab)
         else:
             kern.estep(ct, self.n_features)[_grid(m), kern.NT](
-                self.Xd, row0, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab)
+                Xv, 0, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab)
 
     def _to_stats(self, ct, tot, ll, shift, gshift, K):
         D = self.n_features
@@ -503,7 +543,8 @@ class CUDAEngine(CPUEngine):
         if self._use_gemm(ep.ct):
             cp = _cupy()
             w = cp.asarray(self.wd) if self.wd.shape[0] else None
-            return gemm_stats(cp, cp.asarray(self.Xd), w, ep, cp.asnumpy)
+            X = self.Xh if self.Xh is not None else cp.asarray(self.Xd)
+            return gemm_stats(cp, X, w, ep, cp.asnumpy)
         return CPUEngine.stats(self, ep)
 
     @_quiet
@@ -521,7 +562,8 @@ class CUDAEngine(CPUEngine):
         parts = []
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
-            self._estep(ep.ct, c0, m, self.wd, means, pc, aux, log_det, log_w,
+            Xv, wv, _ = self._rows_at(c0, m, self.wd, lab[:0])
+            self._estep(ep.ct, Xv, m, wv, means, pc, aux, log_det, log_w,
                         _LOG_MODE[mode], LP, lse, lab)
             if mode == OUT_LABEL:
                 parts.append(lab[:m].copy_to_host().astype(np.int64))
@@ -538,6 +580,8 @@ class CUDAEngine(CPUEngine):
 
     @_quiet
     def rows(self, indices):
+        if self.Xh is not None:
+            return CPUEngine.rows(self, indices)
         idx = cuda.to_device(np.ascontiguousarray(indices, dtype=np.int64))
         out = cuda.device_array((len(indices), self.n_features), dtype=np.float64)
         kern.gather[(max(1, len(indices)), max(1, -(-self.n_features // 32))), (1, 32)](
@@ -547,11 +591,16 @@ class CUDAEngine(CPUEngine):
     @_quiet
     def kmeans_labels(self, n_clusters, random_state):
         """scikit-learn's KMeans(n_init=1) on the device: labels (device int32),
-        centres (float64, host) and rows a cluster (host)."""
+        centres (float64, host) and rows a cluster (host); streamed data: on the
+        host (the CPU engine's)."""
+        if self.Xh is not None:
+            return CPUEngine.kmeans_labels(self, n_clusters, random_state)
         return _DeviceKMeans(self).fit(n_clusters, random_state)
 
     @_quiet
     def kmeans_plusplus(self, n_clusters, random_state):
+        if self.Xh is not None:
+            return CPUEngine.kmeans_plusplus(self, n_clusters, random_state)
         km = _DeviceKMeans(self)
         idx, _ = km.plusplus(n_clusters, random_state, np.zeros(self.n_features))
         return idx
