@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One device call: variants of the tiled 'diag' kernels timed kernel by kernel on a
+# One device call: tests/test_cuda.py on the device, then variants of the tiled
+# 'diag' kernels timed kernel by kernel on a
 # 1M x 64 K64 pass (bench/gpu_kernels.py: --tiles sets their constants, --lb launch
 # bounds), an Nsight Compute read of the two kernels, and the pytest GPU group in
 # quick mode. On the GPU machine, with numba-cuda, CuPy and PyTorch importable:
@@ -10,6 +11,8 @@ set -o pipefail
 OUT=${1:-.}
 export NUMBA_ENABLE_CUDASIM=0 SCIPY_ARRAY_API=1 PYTHONUNBUFFERED=1 GPU_KERNELS_REPS=${GPU_KERNELS_REPS:-5}
 CASES=${CASES:-1000000,64,64,diag,float32 1000000,64,64,diag,float64}
+# first the CUDA tests on the device (what ran only on the simulator since the last call)
+timeout 240 python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -3
 IFS=';' read -ra VARIANTS <<< "${SWEEP:-;--lb 0,0;--variant fused;--variant prefetch;--variant prefetch --lb 0,0}"
 for v in "${VARIANTS[@]}"; do
   echo "## variant: ${v:-default}" | tee -a "$OUT/sweep.log"
