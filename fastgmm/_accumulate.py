@@ -33,7 +33,7 @@ from ._estep import (FULL, QUAD_ROWS, SPHERICAL, TIED, TILE_BLOCK, block_log_pro
                      block_log_prob_full, block_log_prob_spherical, quad_log_prob,
                      block_log_prob_tiles, block_log_prob_tied, block_ll, centre_block,
                      load_block, resp_sums, stage_rows, whitened_chunk)
-from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner, next_chunk
+from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner, next_chunk, wide_vectors
 from ._small import acc_full_small, lp_full_small
 
 MODE_EM, MODE_RESP, MODE_LABELS = 0, 1, 2
@@ -46,6 +46,7 @@ ZKEEP_BYTES = 8 << 20
 def _scatter(XT, B, c, wts, D, s1row, s2mat):
     """D = XT - c; s1row += sum_i wts_i D_i; s2mat (upper triangle) += sum_i
     wts_i D_i D_i^T. The 'full' per-component and the 'tied' pooled scatter."""
+    wide_vectors()
     d = XT.shape[0]
     for a in range(d):
         ca = c[a]
@@ -66,6 +67,7 @@ def _scatter(XT, B, c, wts, D, s1row, s2mat):
 @jit_inner()
 def _weights_of(wb, R, k, B, wr):
     """wr[i] = w_i r_ik over the block; returns their sum (nk's share)."""
+    wide_vectors()
     tot = 0.0
     for i in range(B):
         v = wb[i] * R[k, i]
@@ -76,6 +78,7 @@ def _weights_of(wb, R, k, B, wr):
 
 @jit_inner()
 def _block_accumulate_full(XT, B, wb, R, shift, nk, s1, s2, D, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = _weights_of(wb, R, k, B, wr)
@@ -88,6 +91,7 @@ def _block_accumulate_full(XT, B, wb, R, shift, nk, s1, s2, D, wr):
 @jit_inner()
 def _block_first_moments(XT, B, wb, R, shift, nk, s1, wr):
     """nk and the first moments only ('tied': its scatter is pooled)."""
+    wide_vectors()
     K, d = shift.shape
     for k in range(K):
         tot = _weights_of(wb, R, k, B, wr)
@@ -106,6 +110,7 @@ def _block_first_moments(XT, B, wb, R, shift, nk, s1, wr):
 def _moments_diag_one(XT, B, w, shift, k, s1, s2):
     """One component's first and second moments ('diag' / 'spherical'), its
     weights w_i r_ik already in w."""
+    wide_vectors()
     d = shift.shape[1]
     for a in range(d):
         c = shift[k, a]
@@ -126,6 +131,7 @@ def _block_accumulate_diag(XT, B, wb, R, shift, nk, s1, s2, W):
     features a sweep of the rows (each x and each weight loaded once for all the
     sums it enters: 2.7 against 2.3 ms for 100k x 32, K = 16, on one core); W (2, B)
     is scratch for the pair's weights. An odd K's last component on its own."""
+    wide_vectors()
     K, d = shift.shape
     for k0 in range(0, K - 1, 2):
         k1 = k0 + 1
@@ -195,6 +201,7 @@ def _block_accumulate_diag(XT, B, wb, R, shift, nk, s1, s2, W):
 @jit_inner()
 def _z_keep(ucat):
     """Chunks of whitened rows a tiled EM block keeps: a function of the shape."""
+    wide_vectors()
     per_chunk = ucat.shape[2] * TILE_BLOCK * ucat.itemsize
     return min(ucat.shape[0], max(1, ZKEEP_BYTES // per_chunk))
 
@@ -204,6 +211,7 @@ def _scatter_cols(DT, WT, B, wr, wrt, t, k, s1, s2):
     """Rows of a component as the columns of DT (d, B): s1[k] += t = sum_i wr_i D_i
     (float64), s2[k] (upper triangle) += D^T (wr D), one BLAS product in DT's
     dtype; WT is scratch."""
+    wide_vectors()
     d = DT.shape[0]
     for a in range(d):
         acc = 0.0
@@ -221,6 +229,7 @@ def _scatter_cols(DT, WT, B, wr, wrt, t, k, s1, s2):
 
 @jit_inner()
 def _component_weights(wb, R, k, B, wr, wrt):
+    wide_vectors()
     tot = 0.0
     for i in range(B):
         v = wb[i] * R[k, i]
@@ -247,6 +256,7 @@ def _block_accumulate_whitened(Xc, B, wb, R, ucat, muu, Z, Ys, nk, s1, s2, WT, w
     the current precision factor every direction has a spread near 1: the rounding is
     relative to each direction's own variance, and the moved-back scatter stays
     positive definite."""
+    wide_vectors()
     K, d = muu.shape
     nch, _, width = ucat.shape
     kc = width // d
@@ -284,6 +294,7 @@ def _block_accumulate_tiles(Xc, B, wb, R, centre, nk, s1, s2, DT, WT, wr, wrt, t
     component's rows centred on centre[k] (relative to gshift, as Xc) inside the
     products, s1[k] += sum_i w_i r_ik D_i, s2[k] += D^T (w r_k D), D = Xc - centre[k].
     Run in float64 (one pass, at the start)."""
+    wide_vectors()
     K, d = nk.shape[0], s1.shape[1]
     for k in range(K):
         tot = _component_weights(wb, R, k, B, wr, wrt)
@@ -302,6 +313,7 @@ def _quad_rows(Xc, s0, Bs, WR, over, acc):
     """acc[k] += w r phi(y) for the rows ``quad_log_prob`` found overflowing (their
     features were left out of the product), where w r is not 0: inf where the
     row's moments overflow, as the whitened path's would, and no 0 * inf."""
+    wide_vectors()
     K, d = WR.shape[0], Xc.shape[1]
     D2 = acc.shape[1] - d - 1
     for i in range(Bs):
@@ -329,6 +341,7 @@ def _block_em_quad(Xc, B, wb, unit, Wq, log_det, log_w, means, pc, gshift, acc, 
     responsibilities, then acc (K, len(phi)) += (w r) F^T (one product): the
     sums of w r y_a y_b, w r y_a and w r about gshift. Returns the block's
     weighted log-likelihood. F and LPq are scratch for QUAD_ROWS rows."""
+    wide_vectors()
     K = Wq.shape[0]
     ll = 0.0
     for s0 in range(0, B, QUAD_ROWS):
@@ -356,6 +369,7 @@ def _block_em_quad(Xc, B, wb, unit, Wq, log_det, log_w, means, pc, gshift, acc, 
 def _quad_to_stats(acc, nk, s1, s2):
     """A chunk's quadratic-feature sums (``_block_em_quad``) into nk, s1, s2
     (upper triangle) about gshift."""
+    wide_vectors()
     K, d = s1.shape
     D2 = acc.shape[1] - d - 1
     for k in range(K):
@@ -374,6 +388,7 @@ def _move_stats(n, t, S, e, s1row, s2mat):
     """Statistics about a centre (n, t = sum w D, S = sum w D D^T, full or upper)
     added to those about a shift, the centre minus the shift being e:
     s1 += t + n e, s2 (upper triangle) += S + e t^T + t e^T + n e e^T."""
+    wide_vectors()
     d = t.shape[0]
     for a in range(d):
         s1row[a] += t[a] + n * e[a]
@@ -386,6 +401,7 @@ def whitened_to_shift(nkw, s1w, s2w, pc, means, shift, s1, s2):
     """Whitened EM statistics (``_block_accumulate_whitened``, upper triangles) back
     to x coordinates about ``shift``, added to s1, s2 (float64, exact algebra): with
     V = U_k^-1, x - mu_k = z V, so t = t_w V and S = V^T S_w V."""
+    wide_vectors()
     K, d = s1w.shape
     V = np.empty((d, d))
     Sw = np.empty((d, d))
@@ -420,6 +436,7 @@ def _labels_rows(X, w, start, stop, labels, shift, nk, s1, s2, dv, full):
     """The statistics of one-hot responsibilities (label k, K or more for none):
     O(d^2) a row ('full') or O(d) instead of O(K d^2); 'diag' / 'spherical' second
     moments unless ``full`` (for 'tied' the caller adds its pooled scatter)."""
+    wide_vectors()
     K, d = shift.shape
     unit = w.shape[0] == 0
     for i in range(start, stop):
@@ -447,6 +464,7 @@ def _labels_rows(X, w, start, stop, labels, shift, nk, s1, s2, dv, full):
 def _labels_tied(X, w, start, stop, labels, shift, gshift, nk, s1, s2, dv):
     """'tied' with hard labels: each component's first moments, and (where s2 has
     rows) the pooled scatter about gshift over all rows."""
+    wide_vectors()
     K, d = shift.shape
     unit = w.shape[0] == 0
     pooled = s2.shape[1] > 0
@@ -476,6 +494,7 @@ def _blank_unweighted(wb, B, rows, cols, point):
     as ``rows[i, :]`` when ``cols`` is False, else ``rows[:, i]``): they add nothing
     to any sum either way (w r = 0), but values that overflow |x - mu|^2 would make
     0 * inf = NaN of that nothing. A weight of zero is a row that is not there."""
+    wide_vectors()
     for i in range(B):
         if wb[i] == 0.0:
             if cols:
@@ -514,6 +533,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
     @jit()
     def stats_chunks(X, w, row0, row1, R, labels, means, pc, aux, log_det, log_w, shift,
                      gshift, ucat, muu, nk, s1, s2, ll, claim):
+        wide_vectors()
         if STAMP == "":
             return
         nch, K = nk.shape

@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from ._numba import BLOCK, SOURCE_STAMP, jit, jit_exact_inner, jit_inner
+from ._numba import BLOCK, SOURCE_STAMP, jit, jit_exact_inner, jit_inner, wide_vectors
 from ._small import LP_FULL, lp_full_small
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -75,6 +75,7 @@ def load_block(X, start, stop, XT, Xs):
     from X (eight rows, eight features at a time) took 5.6 ms for 200k x 25 on one
     core, 2.9 for 100k x 32, 12.0 for 200k x 64; staged 3.2, 2.4, 8.4. Xs has
     BLOCK rows from STAGE_MIN_D features on, none below (unused there)."""
+    wide_vectors()
     B, d = stop - start, X.shape[1]
     if d >= STAGE_MIN_D:
         for i in range(B):
@@ -104,11 +105,13 @@ def load_block(X, start, stop, XT, Xs):
 @jit_inner()
 def stage_rows(d, bs):
     """``load_block``'s staging scratch for d features and blocks of bs rows."""
+    wide_vectors()
     return np.empty((bs if d >= STAGE_MIN_D else 0, d))
 
 
 @jit_inner()
 def block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, t, maha):
+    wide_vectors()
     K, d = means.shape
     const = -0.5 * d * LOG_2PI
     for k in range(K):
@@ -134,6 +137,7 @@ def block_log_prob_full(XT, B, means, pc, log_det, log_w, LP, D, t, maha):
 
 @jit_inner()
 def block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
+    wide_vectors()
     K, d = aux.shape
     const = -0.5 * d * LOG_2PI
     # y = x U once per row (kept in D), then per component subtract mu_k U. Four
@@ -196,6 +200,7 @@ def block_log_prob_tied(XT, B, pc, aux, log_det, log_w, LP, D, t, maha):
 @jit_inner()
 def _maha_diag_one(XT, B, means, aux, k, LP):
     """LP[k, :B] = sum_j ((x_j - mu_kj) aux_kj)^2, four features a sweep."""
+    wide_vectors()
     d = means.shape[1]
     for i in range(B):
         LP[k, i] = 0.0
@@ -227,6 +232,7 @@ def block_log_prob_diag(XT, B, means, aux, log_det, log_w, LP):
     component and one feature a sweep load and store the partial sum at every
     multiply-add: 3.7 against 3.0 ms for 100k x 32, K = 16, on one core). An odd
     K's last component on its own."""
+    wide_vectors()
     K, d = means.shape
     const = -0.5 * d * LOG_2PI
     for k0 in range(0, K - 1, 2):
@@ -279,6 +285,7 @@ def block_log_prob_spherical(XT, B, means, aux, log_det, log_w, LP):
     the 'diag' kernel's two components with their factors took 1.9 against 1.3 ms
     for 100k x 32, K = 16, on one core). The components beyond a multiple of four
     one at a time, by the 'diag' kernel's (factor included)."""
+    wide_vectors()
     K, d = means.shape
     const = -0.5 * d * LOG_2PI
     k0 = 0
@@ -337,6 +344,7 @@ _LN2_LO = 1.42860682030941723212e-6
 @jit_inner()
 def _exp_rows(LP, k, mx, B, scale):
     """LP[k, :B] = exp(LP[k, :B] - mx[:B]) (arguments are <= 0)."""
+    wide_vectors()
     for i in range(B):
         v = LP[k, i] - mx[i]
         ok = v >= -708.0
@@ -379,6 +387,7 @@ def _log_rows(x, B, mb):
     """x[:B] = log(x[:B]); mb (int64, B) is scratch. Positive normal numbers by
     fdlibm's polynomial (no fastmath: its compensated sums keep their order),
     anything else (0, inf, NaN, subnormals) by libm for the whole block."""
+    wide_vectors()
     for i in range(B):
         v = x[i]
         if not (v >= 2.2250738585072014e-308 and v < np.inf):
@@ -412,6 +421,7 @@ def resp_sums(LP, B, sums, mx, scale):
     finite), whose log plus mx is log sum_k exp(LP[k, i]). Loops run over the
     rows innermost (contiguous) so that they vectorise; scale (int64, B) is
     scratch."""
+    wide_vectors()
     K = LP.shape[0]
     for i in range(B):
         mx[i] = LP[0, i]
@@ -437,6 +447,7 @@ def resp_sums(LP, B, sums, mx, scale):
 @jit_inner()
 def block_resp(LP, B, lse, mx, scale):
     """LP (K, B) -> responsibilities in place; lse[i] = log sum_k exp(LP[k, i])."""
+    wide_vectors()
     resp_sums(LP, B, lse, mx, scale)
     _log_rows(lse, B, scale)
     for i in range(B):
@@ -454,6 +465,7 @@ def block_ll(sums, mx, wb, B, unit, scale):
     roundings, 2e-15 of the log at most, against about 1 rounding of each row's
     log; a row whose sums are 0, inf or NaN gives -inf, inf or NaN as its own log
     would). Else each row's log, rows of weight 0 left out."""
+    wide_vectors()
     acc = 0.0
     if unit:
         for i in range(B):
@@ -545,6 +557,7 @@ def quad_params(pc, means, gshift):
 def quad_features(Xc, s0, Bs, F):
     """F (d(d+1)/2 + d + 1, Bs): for rows s0 .. s0 + Bs of Xc (B, d), the rows
     y_a y_b (a <= b, row by row), then y_a, then 1 (``quad_params``)."""
+    wide_vectors()
     d = Xc.shape[1]
     D2 = F.shape[0] - d - 1
     for i in range(Bs):
@@ -571,6 +584,7 @@ def quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, means, pc, gshift, F, LP, over
     ``_accumulate._quad_rows``) and its log-densities from the precision factors,
     as the whitened path computes them (``_overflow_rows``: -inf where |z|^2
     overflows). Returns the number of such rows."""
+    wide_vectors()
     d = Xc.shape[1]
     const = -0.5 * d * LOG_2PI
     quad_features(Xc, s0, Bs, F)
@@ -598,6 +612,7 @@ def quad_log_prob(Xc, s0, Bs, Wq, log_det, log_w, means, pc, gshift, F, LP, over
 def _overflow_rows(Xc, s0, Bs, means, pc, gshift, log_det, log_w, over, n_over, LP):
     """LP[:, i] for the rows flagged in over, by the generic 'full' kernel
     (``block_log_prob_full``) on those rows and the means, both about gshift."""
+    wide_vectors()
     K, d = means.shape
     Y = np.empty((d, n_over))
     j = 0
@@ -623,6 +638,7 @@ def _overflow_rows(Xc, s0, Bs, means, pc, gshift, log_det, log_w, over, n_over, 
 
 @jit_inner()
 def centre_block(X, start, stop, gshift, Xc):
+    wide_vectors()
     for i in range(stop - start):
         for a in range(X.shape[1]):
             Xc[i, a] = X[start + i, a] - gshift[a]
@@ -634,6 +650,7 @@ def whitened_chunk(Xc, ucat, muu, ch, Y, maha):
     data's dtype: float32 data gets float32 products, twice the rate), then in
     place z = Y_k - (mu_k - c) U_k = (x - mu_k) U_k, component kk in rows kk * d of
     Y; with maha (K, B), maha[k, i] = |z_i|^2 from the float64 differences."""
+    wide_vectors()
     K, d = muu.shape
     kc = ucat.shape[2] // d
     B = Xc.shape[0]
@@ -667,6 +684,7 @@ def block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP, Z, Ys):
     The whitened rows of the first Z.shape[0] chunks are left in Z (n_keep, kc * d,
     B) for the statistics (``_block_accumulate_whitened``); the other chunks use the
     scratch Ys (kc * d, B)."""
+    wide_vectors()
     K, d = muu.shape
     nch = ucat.shape[0]
     const = -0.5 * d * LOG_2PI
@@ -707,6 +725,7 @@ def _build_log_prob_blocks(ct, tiled, dsmall):
     @jit()
     def log_prob_blocks(X, means, pc, aux, log_det, log_w, gshift, ucat, muu, mode, out_lse,
                         out_label, out_resp, t, T):
+        wide_vectors()
         if STAMP == "":
             return
         n, d = X.shape

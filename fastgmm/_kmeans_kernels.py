@@ -11,7 +11,7 @@ Lloyd's own kernels are in ``_lloyd_kernels``.
 
 import numpy as np
 
-from ._numba import BLOCK, block_range, jit, jit_exact, jit_exact_inner, jit_inner
+from ._numba import BLOCK, block_range, jit, jit_exact, jit_exact_inner, jit_inner, wide_vectors
 
 
 # --- sequential column sums (the centring mean and the float32 variance) ---
@@ -22,6 +22,7 @@ def sequential_sums(X, m, sq, acc):
     """acc[a] += X[i, a] (``sq``: (X[i, a] - m[a])**2) row after row, in acc's
     dtype: numpy's order for ``X.sum(axis=0)`` and for ``np.var(X, axis=0)``'s sum
     of squares on a C-ordered array of more than one column, and its dtype."""
+    wide_vectors()
     n, d = X.shape
     for i in range(n):
         for a in range(d):
@@ -34,6 +35,7 @@ def sequential_sums(X, m, sq, acc):
 
 @jit_exact_inner
 def _col0_term(X, m, zero, sq, i):
+    wide_vectors()
     v = zero + X[i, 0]
     if sq:
         v = (v - m) * (v - m)
@@ -45,6 +47,7 @@ def pairwise_col0(X, m, zero, sq, lo, n):
     """numpy's pairwise_sum of X[lo:lo + n, 0] (``sq``: of (x - m)**2) in zero's
     dtype: eight accumulators on blocks of up to 128, halves above. One column
     of a C-ordered array is contiguous, and numpy sums it so, not row by row."""
+    wide_vectors()
     if n < 8:
         res = zero
         for i in range(lo, lo + n):
@@ -84,6 +87,7 @@ def pairwise_col0(X, m, zero, sq, lo, n):
 def sq_norms(A):
     """Squared norm of each row of A: the centres' |c|^2, one loop for every
     caller so that a centre's norm has the same bits as candidate and as centre."""
+    wide_vectors()
     out = np.zeros(A.shape[0])
     for k in range(A.shape[0]):
         for a in range(A.shape[1]):
@@ -95,6 +99,7 @@ def sq_norms(A):
 def _load_centred(X, start, stop, xmean, XT, xsq):
     """Rows [start, stop) of X minus xmean, transposed into XT (d, B) in XT's
     dtype, and their squared norms: the loops below then run over contiguous rows."""
+    wide_vectors()
     d = X.shape[1]
     B = stop - start
     # from 16 features on, 16 rows at a time: XT's rows are 2 KiB apart, and one
@@ -122,6 +127,7 @@ def _load_centred(X, start, stop, xmean, XT, xsq):
 def _dots(XT, B, c, out):
     """out[i] = x_i . c over the block, four features a sweep (fewer loads and
     stores of ``out`` than one feature a sweep)."""
+    wide_vectors()
     d = XT.shape[0]
     r = d % 4
     for i in range(B):
@@ -139,6 +145,7 @@ def _dots(XT, B, c, out):
 @jit_inner()
 def _sq_dist(XT, B, c, csq, xsq, out):
     """scikit-learn's squared distance (-2 x.c + |c|^2) + |x|^2, clipped at 0."""
+    wide_vectors()
     _dots(XT, B, c, out)
     for i in range(B):
         out[i] = max(-2.0 * out[i] + csq + xsq[i], 0.0)
@@ -147,6 +154,7 @@ def _sq_dist(XT, B, c, csq, xsq, out):
 @jit_inner()
 def _round32(out, B):
     """Round out[:B] to float32 (scikit-learn stores its float64 distances so)."""
+    wide_vectors()
     for i in range(B):
         out[i] = np.float32(out[i])
 
@@ -156,6 +164,7 @@ def _dots_gather(XT, B, C, near, start, out):
     """out[i] = x_i . C[near[start + i]], features grouped as in ``_dots`` (the same
     bits as ``_sq_dist`` gives for that centre); rows innermost: a gather from C
     that vectorises."""
+    wide_vectors()
     d = XT.shape[0]
     r = d % 4
     for i in range(B):
@@ -178,6 +187,7 @@ def _block_closest(XT, B, C, csqC, near, cl, start, prev, fold, f32, xsq, out, t
     ``cl`` non-empty holds each row's distance to it (no gather); empty ``cl``:
     ``near`` holds its index and the distance is recomputed (a gather from C;
     1 byte a row, for data read from disk)."""
+    wide_vectors()
     if cl.shape[0] > 0:
         for i in range(B):
             out[i] = cl[start + i]
@@ -214,6 +224,7 @@ def _block_closest(XT, B, C, csqC, near, cl, start, prev, fold, f32, xsq, out, t
 def _seed_block(X, xmean, sw, C, csqC, near, cl, prev, f32, cands, csq, block_tot, gb, b):
     """Block b of a seeding pass: its candidates' block sums, and with ``f32``
     their float32 terms into gb[t, :B]."""
+    wide_vectors()
     n, d = X.shape
     start = b * BLOCK
     stop = min(n, start + BLOCK)
@@ -250,6 +261,7 @@ def seed_blocks(X, xmean, sw, C, csqC, near, cl, prev, f32, cands, csq, block_to
                 t, T):
     """Thread t of T in a seeding pass: ``_seed_block`` for its share of blocks
     g0 .. g0 + gn - 1, block g0 + j writing block_tot[g0 + j] and gbuf[j]."""
+    wide_vectors()
     lo, hi = block_range(t, gn, T)
     for j in range(lo, hi):
         _seed_block(X, xmean, sw, C, csqC, near, cl, prev, f32, cands, csq, block_tot, gbuf[j],
@@ -260,6 +272,7 @@ def seed_blocks(X, xmean, sw, C, csqC, near, cl, prev, f32, cands, csq, block_to
 def column_totals(A):
     """The column sums of A, its rows added in order (the potentials from the
     block sums)."""
+    wide_vectors()
     out = np.zeros(A.shape[1])
     for b in range(A.shape[0]):
         for t in range(A.shape[1]):
@@ -271,6 +284,7 @@ def column_totals(A):
 def _running_sums32(v, B, runs):
     """runs[t] += v[t, 0] + ... + v[t, B - 1], added one at a time in float32
     (np.cumsum's order), eight lanes t at a time held in registers."""
+    wide_vectors()
     for t0 in range(0, runs.shape[0], 8):
         r0, r1, r2, r3 = runs[t0], runs[t0 + 1], runs[t0 + 2], runs[t0 + 3]
         r4, r5, r6, r7 = runs[t0 + 4], runs[t0 + 5], runs[t0 + 6], runs[t0 + 7]
@@ -291,6 +305,7 @@ def _running_sums32(v, B, runs):
 def prefix_rows(gb, b0, gn, n, prefix, runs):
     """prefix[b0 + j] = runs, then the rows of block b0 + j added to runs, for
     the gn blocks of a group buffer, in order."""
+    wide_vectors()
     for j in range(gn):
         start = (b0 + j) * BLOCK
         prefix[b0 + j] = runs
@@ -304,6 +319,7 @@ def weighted_search(X, xmean, sw, C, csqC, near, cl, prev, tot, rand_vals, out):
     one block, its distances recomputed; n - 1 where rounding leaves the value
     past the end (scikit-learn clips). float64 data; float32 data searches its
     float32 running sums (``prefix_search``)."""
+    wide_vectors()
     n, d = X.shape
     nblocks = tot.shape[0]
     unit = sw.shape[0] == 0
@@ -341,6 +357,7 @@ def weighted_search(X, xmean, sw, C, csqC, near, cl, prev, tot, rand_vals, out):
 @jit_exact_inner
 def _first_reach32(v, B, run, r):
     """The first i whose float32 running sum from ``run`` is >= r, else B - 1."""
+    wide_vectors()
     for i in range(B):
         run = np.float32(run + v[i])
         if run >= r:
@@ -356,6 +373,7 @@ def prefix_search(X, xmean, sw, C, csqC, near, cl, prev, prefix, lane, rand_vals
     block the seeding pass left in prefix[:, lane]: the first block whose running
     sum reaches the value, then a float32 scan of that block from its prefix,
     its distances recomputed; n - 1 past the end (scikit-learn clips)."""
+    wide_vectors()
     n, d = X.shape
     nblocks = prefix.shape[0] - 1
     unit = sw.shape[0] == 0
@@ -390,6 +408,7 @@ def prefix_search(X, xmean, sw, C, csqC, near, cl, prev, prefix, lane, rand_vals
 def pick_uniform(n, pval, u):
     """numpy's ``choice(n, p)`` for p = pval everywhere, after its draw u: the
     first i with cumsum(p)[i] / cumsum(p)[-1] > u (sequential sums, as numpy's)."""
+    wide_vectors()
     last = 0.0
     for i in range(n):
         last += pval
@@ -413,6 +432,7 @@ _MT_N, _MT_M = 624, 397
 def _mt_generate(key):
     """The next 624 words of MT19937's state (numpy's mt19937_gen), in its three
     runs (no index wraps inside a run, so that each vectorises)."""
+    wide_vectors()
     for i in range(_MT_N - _MT_M):
         y = (np.int64(key[i]) & 0x80000000) | (np.int64(key[i + 1]) & 0x7FFFFFFF)
         key[i] = np.uint32(np.int64(key[i + _MT_M]) ^ (y >> 1) ^ ((y & 1) * 0x9908B0DF))
@@ -427,6 +447,7 @@ def _mt_generate(key):
 @jit_inner()
 def _mt_temper(key, out):
     """out[i] = MT19937's output for state word key[i] (its tempering)."""
+    wide_vectors()
     for i in range(_MT_N):
         y = np.int64(key[i])
         y ^= y >> 11
@@ -442,6 +463,7 @@ def mt_shuffle(state, idx):
     2**32 + 1 entries, drawing from ``state``: the generator's MT19937 state itself
     (625 words: the key, then the position), advanced as numpy advances it. The
     state's words are tempered 624 at a time (one vectorised loop), then drawn."""
+    wide_vectors()
     key = state[:_MT_N]
     pos = np.int64(state[_MT_N])
     words = np.empty(_MT_N, dtype=np.int64)

@@ -11,7 +11,7 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from ._kmeans_kernels import _dots, _load_centred
-from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_exact, jit_exact_inner
+from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_exact, jit_exact_inner, wide_vectors
 
 
 @intrinsic
@@ -36,6 +36,7 @@ def _assign32(XT, B, centers, csq, acc, best, lab):
     features (measured; tests compare the labels for d = 2, 3, 5); from 8
     features on sgemm sums in an order not reproduced here, so near-ties can
     fall the other way."""
+    wide_vectors()
     d = XT.shape[0]
     r = d % 4
     m2 = np.float32(-2.0)
@@ -89,6 +90,7 @@ def _build_lloyd(F32):
         fills block g0 + j's slot j: rows a label (g_cnt), labels changed (all on
         the ``first`` pass), sum of the centred rows' squared norms (g_sq) and, with
         ``update``, the weighted rows' sums and weights a label."""
+        wide_vectors()
         n, d = X.shape
         K = centers.shape[0]
         unit = sw.shape[0] == 0
@@ -148,6 +150,7 @@ def _build_lloyd(F32):
 def add_lloyd_slots(gn, update, g_sums, g_w, g_cnt, g_changed, g_sq, sums, weights, counts, sq):
     """Adds slots 0 .. gn - 1 of ``lloyd_blocks`` in order into ``counts``,
     ``weights``, ``sums`` (with ``update``) and sq[0]; returns the labels changed."""
+    wide_vectors()
     K, d = sums.shape
     changed = 0
     for j in range(gn):
@@ -166,6 +169,7 @@ def add_lloyd_slots(gn, update, g_sums, g_w, g_cnt, g_changed, g_sq, sums, weigh
 def sq_dist_blocks(X, xmean, centers, labels, out, t, T):
     """Thread t of T: out[i] = |x_i - xmean - centers[labels[i]]|^2 on its share
     of the blocks."""
+    wide_vectors()
     n, d = X.shape
     lo, hi = block_range(t, (n + BLOCK - 1) // BLOCK, T)
     for b in range(lo, hi):

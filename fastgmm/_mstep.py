@@ -14,7 +14,7 @@ import numpy as np
 from scipy import linalg
 
 from ._estep import COV_CODES, DIAG, FULL, SPHERICAL, TIED
-from ._numba import jit, jit_inner
+from ._numba import jit, jit_inner, wide_vectors
 
 COV_NAMES = {code: name for name, code in COV_CODES.items()}
 
@@ -88,6 +88,7 @@ def scatter_into(ct, nk, s1, s2, shift, gshift, dm, wsum, S):
     whatever the centres, and the last three terms vanish; they matter for
     'random_from_data' and 'k-means++' starts, where scikit-learn's formula is
     applied as it is."""
+    wide_vectors()
     K, d = s1.shape
     if ct == FULL:
         for k in range(K):
@@ -131,6 +132,7 @@ def gaussian_parameters(ct, rsum, s1, s2, shift, gshift, wsum, reg_covar, eps, n
                         cov):
     """``estimate_gaussian_parameters``' arithmetic into nk (K,), means (K, d) and
     cov (``cov_layout``)."""
+    wide_vectors()
     K, d = s1.shape
     dm = np.empty((K, d))
     for k in range(K):
@@ -210,6 +212,7 @@ def precision_factors(ct, cov, out):
     """``compute_precision_cholesky`` of float64 covariances in ``cov_layout``
     into out (the same layout); False where a covariance is not positive
     definite."""
+    wide_vectors()
     if ct == FULL or ct == TIED:
         return precision_cholesky_batch(cov, out)
     for k in range(cov.shape[0]):
@@ -301,6 +304,7 @@ def estep_params(weights, means, prec_chol, ct, log_w=None, log_det_offset=None)
 @jit_inner()
 def factor_log_det(ct, pc, k, d):
     """log det of component k's precision factor, ``pc`` in ``cov_layout``."""
+    wide_vectors()
     ld = 0.0
     if ct == FULL or ct == TIED:
         kk = k if ct == FULL else 0
@@ -322,6 +326,7 @@ def estep_fill(ct, weights, means, pc, log_w_in, offset, m_out, pc_out, aux, log
     factor ('tied') or the factor per feature ('diag', 'spherical'); the log det of
     each factor (plus ``offset`` where given); log_w (``log_w_in`` where given, else
     log(weights)); gshift, the weights' average of the means."""
+    wide_vectors()
     K, d = means.shape
     for k in range(K):
         for a in range(d):
@@ -381,6 +386,7 @@ def precision_cholesky_batch(cov, out):
     Returns False when a factorisation fails (a pivot <= 0 or NaN), where LAPACK's
     potrf would. Small matrices: plain loops beat a LAPACK call per component.
     """
+    wide_vectors()
     K, d, _ = cov.shape
     L = np.zeros((d, d))
     Z = np.zeros((d, d))

@@ -11,7 +11,7 @@ import math
 from numba import types
 from numba.extending import overload
 
-from ._numba import jit_inner
+from ._numba import jit_inner, wide_vectors
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -50,6 +50,7 @@ def _acc_full_small(ds, XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_1(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 1 * LOG_2PI
     for k in range(K):
@@ -65,6 +66,7 @@ def lp_full_1(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_1(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -90,6 +92,7 @@ def acc_full_1(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_2(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 2 * LOG_2PI
     for k in range(K):
@@ -111,6 +114,7 @@ def lp_full_2(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_2(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -148,6 +152,7 @@ def acc_full_2(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_3(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 3 * LOG_2PI
     for k in range(K):
@@ -176,6 +181,7 @@ def lp_full_3(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_3(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -228,6 +234,7 @@ def acc_full_3(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_4(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 4 * LOG_2PI
     for k in range(K):
@@ -264,6 +271,7 @@ def lp_full_4(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_4(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -334,6 +342,7 @@ def acc_full_4(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_5(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 5 * LOG_2PI
     for k in range(K):
@@ -379,6 +388,7 @@ def lp_full_5(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_5(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -478,6 +488,7 @@ def acc_full_5(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_6(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 6 * LOG_2PI
     for k in range(K):
@@ -533,6 +544,7 @@ def lp_full_6(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_6(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -660,6 +672,7 @@ def acc_full_6(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_7(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 7 * LOG_2PI
     for k in range(K):
@@ -726,6 +739,7 @@ def lp_full_7(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_7(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -887,6 +901,7 @@ def acc_full_7(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_8(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 8 * LOG_2PI
     for k in range(K):
@@ -965,6 +980,7 @@ def lp_full_8(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_8(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -1160,6 +1176,7 @@ def acc_full_8(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_9(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 9 * LOG_2PI
     for k in range(K):
@@ -1251,6 +1268,7 @@ def lp_full_9(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_9(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -1487,6 +1505,7 @@ def acc_full_9(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_10(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 10 * LOG_2PI
     for k in range(K):
@@ -1592,6 +1611,7 @@ def lp_full_10(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_10(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -1876,6 +1896,7 @@ def acc_full_10(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_11(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 11 * LOG_2PI
     for k in range(K):
@@ -1996,6 +2017,7 @@ def lp_full_11(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_11(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -2332,6 +2354,7 @@ def acc_full_11(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_12(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 12 * LOG_2PI
     for k in range(K):
@@ -2468,6 +2491,7 @@ def lp_full_12(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_12(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -2860,6 +2884,7 @@ def acc_full_12(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_13(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 13 * LOG_2PI
     for k in range(K):
@@ -3013,6 +3038,7 @@ def lp_full_13(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_13(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -3465,6 +3491,7 @@ def acc_full_13(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_14(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 14 * LOG_2PI
     for k in range(K):
@@ -3636,6 +3663,7 @@ def lp_full_14(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_14(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0
@@ -4152,6 +4180,7 @@ def acc_full_14(XT, B, wb, R, shift, nk, s1, s2, wr):
 
 @jit_inner()
 def lp_full_15(XT, B, means, pc, log_det, log_w, LP):
+    wide_vectors()
     K = means.shape[0]
     const = -0.5 * 15 * LOG_2PI
     for k in range(K):
@@ -4342,6 +4371,7 @@ def lp_full_15(XT, B, means, pc, log_det, log_w, LP):
 
 @jit_inner()
 def acc_full_15(XT, B, wb, R, shift, nk, s1, s2, wr):
+    wide_vectors()
     K = shift.shape[0]
     for k in range(K):
         tot = 0.0

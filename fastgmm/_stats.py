@@ -15,7 +15,7 @@ import numpy as np
 
 from ._estep import FULL, SPHERICAL, TIED
 from ._mstep import cov_layout, scatter_into, stats_arrays
-from ._numba import jit_exact
+from ._numba import jit_exact, wide_vectors
 
 
 @functools.lru_cache(maxsize=64)
@@ -48,6 +48,7 @@ def _pooled_move(s2, g_from, g_to, wsum, out):
     """``pooled_moved`` into out: S + e dg^T + dg e^T + wsum dg dg^T and e + wsum dg
     (S the square of the upper triangle, e the first moments, dg = g_from - g_to),
     added in that order, without fused multiply-adds (NumPy's own roundings)."""
+    wide_vectors()
     d = s2.shape[2]
     for a in range(d):
         dga = g_from[a] - g_to[a]
@@ -65,6 +66,7 @@ def pooled_near(s2, centre, wsum, gshift, limit):
     digits moved to ``gshift``: |m|^2 + |centre - gshift|^2 <= limit v, m the rows'
     mean less the centre and v their mean squared distance from their mean, both
     from the sums (``_engine.CPUEngine._pooled_near``)."""
+    wide_vectors()
     if wsum <= 0.0:
         return False
     d = centre.shape[0]

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._estep import DIAG, FULL, LOG_2PI, TIED
 from ._mstep import factor_log_det, gaussian_parameters, precision_factors, scatter_into
-from ._numba import SOURCE_STAMP, jit, jit_inner
+from ._numba import SOURCE_STAMP, jit, jit_inner, wide_vectors
 
 LOG_2 = math.log(2.0)
 
@@ -36,6 +36,7 @@ LOG_2 = math.log(2.0)
 @jit_inner()
 def digamma(x):
     """psi(x) for x > 0 (NaN for NaN)."""
+    wide_vectors()
     r = 0.0
     while x < 10.0:
         r -= 1.0 / x
@@ -49,6 +50,7 @@ def digamma(x):
 
 @jit_inner()
 def gammaln(x):
+    wide_vectors()
     return math.lgamma(x)
 
 
@@ -59,6 +61,7 @@ def _posterior(ct, dp, nk, xk, sk, wcp, mpp, mean_prior, dofp, cp,
     (up to the precision factors: ``_mstep.compute_precision_cholesky``) from the
     M-step's nk (K,), means xk (K, d) and covariances sk, into the outputs (the
     layouts of the module docstring; dof (K,), all K equal for 'tied')."""
+    wide_vectors()
     K, d = xk.shape
     if dp:
         tail = 0.0  # the weight of the components after k, summed from the last
@@ -125,6 +128,7 @@ def _expectations(ct, dp, wc, mean_precision, dof, pc, d, log_w, offset, weights
     - d/2 sum log mean_precision (scikit-learn's _compute_lower_bound less its
     responsibility terms). ``pc``: the precision factors (their values in the work
     dtype) in ``_mstep.cov_layout``."""
+    wide_vectors()
     K = mean_precision.shape[0]
     # the weights
     if dp:
@@ -183,6 +187,7 @@ def _expectations(ct, dp, wc, mean_precision, dof, pc, d, log_w, offset, weights
 @jit_inner()
 def _entropy(ct, rsum, ll, pc, aux, log_det, log_w, S):
     """``vb_entropy`` from the scatter S about the E-step's means."""
+    wide_vectors()
     K = log_w.shape[0]
     d = S.shape[2]
     first = 0.0
@@ -221,6 +226,7 @@ def _build():
         weights; returns (False, 0) where a covariance is not positive definite,
         else (True, the lower bound's parameter terms). With ``f32`` the
         parameters are rounded to float32 first (the values the model stores)."""
+        wide_vectors()
         if STAMP == "":
             return False, 0.0
         K, d = s1.shape
@@ -242,6 +248,7 @@ def _build():
     @jit()
     def vb_expectations(ct, dp, wc, mean_precision, dof, pc, d, derived):
         """``vb_mstep``'s derived terms and bound of given parameters."""
+        wide_vectors()
         if STAMP == "":
             return 0.0
         return _expectations(ct, dp, wc, mean_precision, dof, pc, d, derived[0], derived[1],
@@ -256,6 +263,7 @@ def _build():
         c_k - 1/2 (x_i - m_k)^T P_k (x_i - m_k): so the sum is
         sum_k [r_k c_k - 1/2 tr(P_k S_k)] - ll, with the scatter S_k about m_k
         from the statistics and ll = sum_i w_i log p(x_i) their log-likelihood."""
+        wide_vectors()
         if STAMP == "":
             return 0.0
         K, d = means.shape
@@ -270,6 +278,7 @@ def _build():
     @jit()
     def special(x):
         """(digamma(x), gammaln(x)), for the tests."""
+        wide_vectors()
         if STAMP == "":
             return 0.0, 0.0
         return digamma(x), gammaln(x)

@@ -287,8 +287,15 @@ def test_quadratic_feature_outputs_equal_the_whitened_outputs(monkeypatch):
     quad = gm.score_samples(X), gm.predict_proba(X), gm.predict(X)
     monkeypatch.setattr(_estep, "QUAD_MAX_ERR", -1.0)
     whitened = gm.score_samples(X), gm.predict_proba(X), gm.predict(X)
-    np.testing.assert_allclose(quad[0], whitened[0], rtol=1e-12)
-    np.testing.assert_allclose(quad[1], whitened[1], rtol=1e-9, atol=1e-12)
+    # the quadratic features' rounding model (``quad_params``): eps s^T |P| s, s the
+    # means' distances from gshift plus the standard deviations (1.6e-10 here; the
+    # two paths differed by up to 5.9e-11 once the kernels took 512-bit vectors)
+    s = np.abs(gm.means_ - gshift) + np.sqrt(np.einsum("kaa->ka", gm.covariances_))
+    bound = np.finfo(np.float64).eps * np.einsum("ka,kab,kb->k", s, np.abs(gm.precisions_),
+                                                 s).max()
+    assert bound < 1e-9
+    np.testing.assert_allclose(quad[0], whitened[0], rtol=0, atol=bound)
+    np.testing.assert_allclose(quad[1], whitened[1], rtol=0, atol=bound)
     np.testing.assert_array_equal(quad[2], whitened[2])
     assert not np.array_equal(quad[0], whitened[0])  # two paths did run
 
