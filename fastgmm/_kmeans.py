@@ -31,6 +31,7 @@ distance, is the one exception and is rare). Squared row norms are always
 recomputed.
 """
 
+import functools
 import mmap
 import warnings
 
@@ -54,6 +55,7 @@ LLOYD_GROUP_BYTES = 64 << 20
 LLOYD_MAX_GROUP = 512
 
 
+@functools.lru_cache(maxsize=64)
 def label_dtype(n_clusters):
     """The smallest unsigned type for labels 0..K-1; its maximum means 'no label'."""
     for dt in (np.uint8, np.uint16, np.uint32):

@@ -292,11 +292,15 @@ def estep_params(weights, means, prec_chol, ct, log_w=None, log_det_offset=None)
     empty = np.zeros(0)
     out = EStep(ct, np.empty((K, d)), np.empty((K if ct == FULL else int(ct == TIED), d, d)),
                 np.empty((0 if ct == FULL else K, d)), np.empty(K), np.empty(K), np.empty(d))
+    if log_det_offset is None:
+        offset = empty
+    elif np.shape(log_det_offset) == (K,):  # (a broadcast took a third of this call)
+        offset = np.ascontiguousarray(log_det_offset, dtype=f64)
+    else:
+        offset = np.ascontiguousarray(np.broadcast_to(log_det_offset, (K,)), dtype=f64)
     estep_fill(ct, np.ascontiguousarray(weights, dtype=f64), np.ascontiguousarray(means),
                in_layout(prec_chol, ct, K, d),
-               empty if log_w is None else np.ascontiguousarray(log_w, dtype=f64),
-               empty if log_det_offset is None
-               else np.ascontiguousarray(np.broadcast_to(log_det_offset, (K,)), dtype=f64),
+               empty if log_w is None else np.ascontiguousarray(log_w, dtype=f64), offset,
                *out, out.gshift)
     return out
 

@@ -196,3 +196,33 @@ def test_tied_passes_reuse_the_pooled_sums():
                                    rtol=1e-12, atol=1e-13 * scale)
         np.testing.assert_allclose(got.s2[0, d], ref.s2[0, d], rtol=1e-12,
                                    atol=1e-13 * scale)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_pass_adds_its_slots_in_order(covariance_type):
+    """A pass adds its slots of statistics in slot order (``_engine.sum_slots``,
+    one compiled call): the same numbers as NumPy's ``sum(axis=0)`` over the slots,
+    bit for bit, on a pass of 40 slots (a fixed order is what makes results
+    independent of the thread count)."""
+    from fastgmm._engine import CPUEngine, sum_slots
+    from fastgmm._estep import COV_CODES
+    from fastgmm._mstep import compute_precision_cholesky, estep_params
+
+    rng = np.random.RandomState(3)
+    nch, K, d = 40, 5, 7
+    nk = rng.uniform(0, 300, (nch, K))
+    s1 = rng.normal(size=(nch, K, d)) * 1e3
+    s2 = rng.uniform(0, 1e5, (nch, K, 1, d))
+    got = sum_slots(nk, s1.reshape(nch, -1), s2.reshape(nch, -1))
+    np.testing.assert_array_equal(got[0], nk.sum(axis=0))
+    np.testing.assert_array_equal(got[1], s1.sum(axis=0).ravel())
+    np.testing.assert_array_equal(got[2], s2.sum(axis=0).ravel())
+    # and a whole pass: the same statistics on one thread and on two
+    X = make_data(10000, d, K, seed=4)
+    cov = np.array([np.cov(X.T)] * K) if covariance_type == "full" else X.var(0) * np.ones((K, d))
+    ep = estep_params(np.full(K, 1 / K), X[rng.choice(len(X), K, replace=False)],
+                      compute_precision_cholesky(cov, covariance_type),
+                      COV_CODES[covariance_type])
+    one, two = CPUEngine(X, None, 1).stats(ep), CPUEngine(X, None, 2).stats(ep)
+    for name in ("nk", "s1", "s2", "ll"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
