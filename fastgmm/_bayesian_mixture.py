@@ -19,6 +19,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixture
+from ._engine import CPUEngine
 from ._estep import COV_CODES, DIAG, FULL, SPHERICAL, TIED, uses_tiles
 from ._mstep import (
     cov_layout,
@@ -38,6 +39,7 @@ class _Posterior(tuple):
 
 
 SHIFT_ROWS = 64  # rows whose mean centres the one-pass scatter of ``data_moments``
+SMALL_MOMENTS = 1 << 18  # in-memory X of at most this many values: NumPy's moments
 
 
 def data_moments(engine, need_scatter, ct):
@@ -55,8 +57,23 @@ def data_moments(engine, need_scatter, ct):
     model's own covariance type (nothing more to compile), but for 'full' from
     TILE_MIN_D features on: the 'tied' kernels' pooled scatter of one component is
     the same sum (measured, 2 threads: 100k x 32 15.0 -> 5.2 ms, 200k x 64 55.9 ->
-    10.7; the tiled 'full' pass whitens every row for its log-density first)."""
+    10.7; the tiled 'full' pass whitens every row for its log-density first).
+    An unweighted in-memory X of at most SMALL_MOMENTS values gets scikit-learn's
+    NumPy calls instead (``X.mean``, the steps of ``np.var``, ``D^T D`` for
+    ``np.cov``), in float64: there a pass and its Python cost more than the
+    copies (at most 2 MiB each) they make."""
     d, n = engine.n_features, engine.n_samples
+    X = getattr(engine, "X", None)
+    if (isinstance(engine, CPUEngine) and type(X) is np.ndarray and X.size <= SMALL_MOMENTS
+            and engine.sample_weight is None):
+        Xf = X.astype(np.float64, copy=False)
+        mean = Xf.mean(axis=0)
+        if not need_scatter:
+            return mean, None
+        D = Xf - mean
+        if ct in (FULL, TIED):
+            return mean, D.T @ D
+        return mean, np.square(D, out=D).sum(axis=0)  # np.var's own steps
     if ct == FULL and uses_tiles(FULL, d):
         return data_moments(engine, need_scatter, TIED)
     pc = {FULL: np.eye(d)[None], TIED: np.eye(d), DIAG: np.ones((1, d)),

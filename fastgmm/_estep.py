@@ -27,7 +27,8 @@ import threading
 
 import numpy as np
 
-from ._numba import BLOCK, SOURCE_STAMP, jit, jit_exact_inner, jit_inner, wide_vectors
+from ._numba import (BLOCK, SOURCE_STAMP, as_float64, jit, jit_exact_inner, jit_inner,
+                     wide_vectors)
 from ._small import LP_FULL, lp_full_small
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -342,8 +343,11 @@ _LN2_LO = 1.42860682030941723212e-6
 
 
 @jit_inner()
-def _exp_rows(LP, k, mx, B, scale):
-    """LP[k, :B] = exp(LP[k, :B] - mx[:B]) (arguments are <= 0)."""
+def _exp_rows_sum(LP, k, mx, B, sums):
+    """LP[k, :B] = exp(LP[k, :B] - mx[:B]) (arguments are <= 0), added into
+    sums[:B]: one loop (the power of two made from its bits by ``as_float64``;
+    written through an int64 scratch and a float64 view of it, the product and
+    the sum took two loops more)."""
     wide_vectors()
     for i in range(B):
         v = LP[k, i] - mx[i]
@@ -365,11 +369,9 @@ def _exp_rows(LP, k, mx, B, scale):
         p = p * r + 0.5
         p = p * r + 1.0
         p = p * r + 1.0
-        LP[k, i] = p
-        scale[i] = ((np.int64(nf) + 1023) if ok else 0) << 52
-    s = scale.view(np.float64)
-    for i in range(B):
-        LP[k, i] *= s[i]
+        e = p * as_float64(((np.int64(nf) + 1023) if ok else 0) << 52)
+        LP[k, i] = e
+        sums[i] += e
 
 
 # log by fdlibm's method (x = 2^k (1 + f), sqrt(2)/2 < 1 + f < sqrt(2), s = f / (2 + f),
@@ -433,9 +435,7 @@ def resp_sums(LP, B, sums, mx, scale):
         if not np.isfinite(mx[i]):
             mx[i] = 0.0 if mx[i] == -np.inf else mx[i]
     for k in range(K):
-        _exp_rows(LP, k, mx, B, scale)
-        for i in range(B):
-            sums[i] += LP[k, i]
+        _exp_rows_sum(LP, k, mx, B, sums)
     inv = scale.view(np.float64)
     for i in range(B):
         inv[i] = 1.0 / sums[i]

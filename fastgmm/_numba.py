@@ -13,6 +13,7 @@ on how many threads run or which thread ran which chunk.
 """
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -107,6 +108,20 @@ def wide_vectors(typingctx):
         return context.get_dummy_value()
 
     return types.void(), codegen
+
+
+@intrinsic
+def as_float64(typingctx, bits):
+    """The float64 whose bits are the int64 ``bits`` (a register move; in a loop
+    over arrays it vectorises, where writing the integers and reading them back
+    through a float64 view of the array takes a loop of its own)."""
+    if bits != types.int64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(bits), codegen
 
 
 @intrinsic

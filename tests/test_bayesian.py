@@ -396,3 +396,32 @@ def test_default_priors_with_weights_of_the_pooled_passes(covariance_type, d):
     np.testing.assert_allclose(bgm.mean_prior_, kept.mean(axis=0), rtol=1e-14)
     np.testing.assert_allclose(bgm.covariance_prior_, np.cov(kept.T), rtol=1e-9,
                                atol=1e-12 * np.abs(np.cov(kept.T)).max())
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_default_priors_of_small_data_are_scikit_learns(covariance_type):
+    """On small in-memory data the default priors come from scikit-learn's own NumPy
+    calls: the same bits as scikit-learn's for the mean and for the 'diag' /
+    'spherical' variances (np.var's steps), to rounding for np.cov; and larger data's
+    pass gives them to rounding too (``data_moments``)."""
+    from fastgmm import _bayesian_mixture
+
+    X = _blobs(n=3000, d=5, centers=3, seed=21) * 7.0 + 40.0
+    kw = dict(n_components=3, covariance_type=covariance_type, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = SkBGM(**kw).fit(X)
+        ours = BayesianGaussianMixture(**kw).fit(X)
+        small, _bayesian_mixture.SMALL_MOMENTS = _bayesian_mixture.SMALL_MOMENTS, 0
+        try:
+            passed = BayesianGaussianMixture(**kw).fit(X)
+        finally:
+            _bayesian_mixture.SMALL_MOMENTS = small
+    np.testing.assert_array_equal(ours.mean_prior_, theirs.mean_prior_)
+    if covariance_type in ("diag", "spherical"):
+        np.testing.assert_array_equal(ours.covariance_prior_, theirs.covariance_prior_)
+    else:
+        np.testing.assert_allclose(ours.covariance_prior_, theirs.covariance_prior_,
+                                   rtol=1e-13)
+    np.testing.assert_allclose(passed.mean_prior_, theirs.mean_prior_, rtol=1e-13)
+    np.testing.assert_allclose(passed.covariance_prior_, theirs.covariance_prior_, rtol=1e-12)
