@@ -76,6 +76,13 @@ def jit_exact_inner(func):
     return njit(fastmath=False, **_OPTIONS, **_INNER)(func)
 
 
+def jit_fma_inner(func):
+    """A helper whose products and sums may fuse into multiply-adds (LLVM's
+    'contract') but are never reordered ('reassoc' off): for sums whose written
+    order is their accuracy, inlined into fast-math loops with its own flags."""
+    return njit(fastmath={"contract"}, **_OPTIONS, **_INNER)(func)
+
+
 def n_chunks(n_blocks, slot_bytes):
     """Slots of a pass: a function of the shape only (never of the thread count),
     their memory capped at SLOT_BYTES."""

@@ -14,7 +14,7 @@ import fastgmm
 from fastgmm._numba import wide_vectors
 
 PACKAGE = Path(fastgmm.__file__).resolve().parent
-DECORATORS = {"jit", "jit_inner", "jit_exact", "jit_exact_inner"}
+DECORATORS = {"jit", "jit_inner", "jit_exact", "jit_exact_inner", "jit_fma_inner"}
 
 
 def _decorator_name(node):
