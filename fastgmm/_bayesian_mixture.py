@@ -40,7 +40,8 @@ class _Posterior(tuple):
 
 
 SHIFT_ROWS = 64  # rows whose mean centres the one-pass scatter of ``data_moments``
-SMALL_MOMENTS = 1 << 18  # in-memory X of at most this many values: NumPy's moments
+SMALL_MOMENTS = 1 << 18  # in-memory X of at most this many values: ``_small_moments``
+SMALL_FULL_D = 32  # and for 'full' / 'tied' at most this many features (its scatter has no BLAS)
 
 
 @jit_exact
@@ -48,10 +49,13 @@ def _small_moments(X, mean, S):
     """mean = X.mean(axis=0) and, where S has rows, the sums of np.var's steps
     ((1, d): sum_i (x_i - mean)^2 per feature) or the scatter ((d, d):
     sum_i (x_i - mean)(x_i - mean)^T, np.cov's up to the order of its product), in
-    float64, adding the rows in order as NumPy's axis-0 sums do: the same bits as
-    scikit-learn's priors for the mean and the 'diag' / 'spherical' variances
-    (tested). Two reads of X, no copy (NumPy's own calls took 0.6 ms at 10k x 8:
-    its axis-0 sums over 8 columns run a short inner loop for every row)."""
+    float64, adding the rows in order as NumPy's axis-0 sums of a C-ordered array
+    with several columns do: for such float64 X the same bits as scikit-learn's
+    priors for the mean and the 'diag' / 'spherical' variances (tested; NumPy sums a
+    contiguous axis pairwise: one feature, Fortran order, and float32, which
+    scikit-learn sums in float32, agree to rounding). Two reads of X, no copy
+    (NumPy's own calls took 0.6 ms at 10k x 8: its axis-0 sums over 8 columns run
+    a short inner loop for every row)."""
     wide_vectors()
     n, d = X.shape
     for a in range(d):
@@ -92,13 +96,14 @@ def data_moments(engine, need_scatter, ct):
     TILE_MIN_D features on: the 'tied' kernels' pooled scatter of one component is
     the same sum (measured, 2 threads: 100k x 32 15.0 -> 5.2 ms, 200k x 64 55.9 ->
     10.7; the tiled 'full' pass whitens every row for its log-density first).
-    An unweighted in-memory X of at most SMALL_MOMENTS values gets the sums of
-    scikit-learn's NumPy calls instead (``_small_moments``): there a pass and its
-    Python cost more than two reads of the rows."""
+    An unweighted in-memory X of at most SMALL_MOMENTS values ('full' / 'tied': and
+    at most SMALL_FULL_D features) gets the sums of scikit-learn's NumPy calls
+    instead (``_small_moments``): there a pass and its Python cost more than two
+    reads of the rows."""
     d, n = engine.n_features, engine.n_samples
     X = getattr(engine, "X", None)
     if (isinstance(engine, CPUEngine) and type(X) is np.ndarray and X.size <= SMALL_MOMENTS
-            and engine.sample_weight is None):
+            and engine.sample_weight is None and (ct in (DIAG, SPHERICAL) or d <= SMALL_FULL_D)):
         mean = np.empty(d)
         S = np.zeros(((d if ct in (FULL, TIED) else 1) if need_scatter else 0, d))
         _small_moments(X, mean, S)

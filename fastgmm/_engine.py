@@ -32,9 +32,11 @@ POOLED_MOVE = 16.0  # kept 'tied' sums move this many mean squared distances at 
 
 @jit_exact
 def sum_slots(nk, s1, s2):
-    """A pass's statistics: its slots (axis 0) added in slot order, as NumPy's
-    ``sum(axis=0)`` adds them (the same result), in one compiled call (three NumPy
-    sums took some 15 us of each pass; a 10k x 8 Bayesian fit runs seven)."""
+    """A pass's statistics: its slots (axis 0) added in slot order, in one compiled
+    call (three NumPy sums took some 15 us of each pass; a 10k x 8 Bayesian fit
+    runs seven). The same bits as NumPy's ``sum(axis=0)`` where a slot has more than
+    one number (NumPy adds those rows in order too; a column of single numbers it
+    sums pairwise, from 8 slots on)."""
     wide_vectors()
     out = (nk[0].copy(), s1[0].copy(), s2[0].copy())
     for c in range(1, nk.shape[0]):
@@ -46,9 +48,10 @@ def sum_slots(nk, s1, s2):
 
 @functools.lru_cache(maxsize=256)
 def _placeholders(K, d, ldt, dt):
-    """A pass's empty arguments (R, labels, the tile arguments) of one shape, made
-    once (they have no elements to write): a pass's own allocations took a fifth of
-    its Python time."""
+    """A pass's placeholder arguments of one shape (R, labels, the tile arguments,
+    and E-step parameters for the passes without an E-step), made once: a pass's own
+    allocations took a fifth of its Python time. No kernel writes into them (the
+    E-step ones are read in EM mode only, where the real ones are given)."""
     return (np.zeros((0, K)), np.zeros(0, dtype=ldt), np.zeros((0, d, d), dtype=dt),
             np.zeros((K, 0)), (np.zeros((K, d)), np.zeros((0, d, d)), np.zeros((0, d)),
                                np.zeros(K), np.zeros(K)))

@@ -400,10 +400,11 @@ def test_default_priors_with_weights_of_the_pooled_passes(covariance_type, d):
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_default_priors_of_small_data_are_scikit_learns(covariance_type):
-    """On small in-memory data the default priors come from scikit-learn's own NumPy
-    calls: the same bits as scikit-learn's for the mean and for the 'diag' /
-    'spherical' variances (np.var's steps), to rounding for np.cov; and larger data's
-    pass gives them to rounding too (``data_moments``)."""
+    """On small in-memory data the default priors come from the sums of scikit-learn's
+    own NumPy calls: for C-ordered float64 data with several features the same bits as
+    scikit-learn's for the mean and for the 'diag' / 'spherical' variances (np.var's
+    steps), to rounding for np.cov, for Fortran order and for one feature (which NumPy
+    sums pairwise); larger data's pass gives them to rounding too (``data_moments``)."""
     from fastgmm import _bayesian_mixture
 
     X = _blobs(n=3000, d=5, centers=3, seed=21) * 7.0 + 40.0
@@ -425,3 +426,11 @@ def test_default_priors_of_small_data_are_scikit_learns(covariance_type):
                                    rtol=1e-13)
     np.testing.assert_allclose(passed.mean_prior_, theirs.mean_prior_, rtol=1e-13)
     np.testing.assert_allclose(passed.covariance_prior_, theirs.covariance_prior_, rtol=1e-12)
+    for Xo in (np.asfortranarray(X), X[:, :1]):
+        kw1 = dict(kw, covariance_type=covariance_type)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            theirs, ours = SkBGM(**kw1).fit(Xo), BayesianGaussianMixture(**kw1).fit(Xo)
+        np.testing.assert_allclose(ours.mean_prior_, theirs.mean_prior_, rtol=1e-14)
+        np.testing.assert_allclose(ours.covariance_prior_, theirs.covariance_prior_,
+                                   rtol=1e-13)

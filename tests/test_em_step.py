@@ -201,9 +201,10 @@ def test_tied_passes_reuse_the_pooled_sums():
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_pass_adds_its_slots_in_order(covariance_type):
     """A pass adds its slots of statistics in slot order (``_engine.sum_slots``,
-    one compiled call): the same numbers as NumPy's ``sum(axis=0)`` over the slots,
-    bit for bit, on a pass of 40 slots (a fixed order is what makes results
-    independent of the thread count)."""
+    one compiled call): the same numbers as NumPy's ``sum(axis=0)`` over slots of
+    several numbers, bit for bit, on a pass of 40 slots (a fixed order is what makes
+    results independent of the thread count; NumPy sums a column of single numbers
+    pairwise, so one component's nk is only equal to rounding)."""
     from fastgmm._engine import CPUEngine, sum_slots
     from fastgmm._estep import COV_CODES
     from fastgmm._mstep import compute_precision_cholesky, estep_params
@@ -217,6 +218,10 @@ def test_pass_adds_its_slots_in_order(covariance_type):
     np.testing.assert_array_equal(got[0], nk.sum(axis=0))
     np.testing.assert_array_equal(got[1], s1.sum(axis=0).ravel())
     np.testing.assert_array_equal(got[2], s2.sum(axis=0).ravel())
+    c = np.ascontiguousarray
+    one = sum_slots(c(nk[:, :1]), c(s1[:, :1, :].reshape(nch, -1)), c(s2[:, :1].reshape(nch, -1)))
+    np.testing.assert_allclose(one[0], nk[:, 0].sum(), rtol=1e-15)
+    np.testing.assert_array_equal(one[0], np.cumsum(nk[:, 0])[-1:])  # in order
     # and a whole pass: the same statistics on one thread and on two
     X = make_data(10000, d, K, seed=4)
     cov = np.array([np.cov(X.T)] * K) if covariance_type == "full" else X.var(0) * np.ones((K, d))
