@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseMixture
 from ._engine import CPUEngine
+from ._kmeans import _column_sums, column_mean
 from ._numba import jit_exact, wide_vectors
 from ._estep import COV_CODES, DIAG, FULL, SPHERICAL, TIED, uses_tiles
 from ._mstep import (
@@ -40,44 +41,24 @@ class _Posterior(tuple):
 
 
 SHIFT_ROWS = 64  # rows whose mean centres the one-pass scatter of ``data_moments``
-SMALL_MOMENTS = 1 << 18  # in-memory X of at most this many values: ``_small_moments``
+SMALL_MOMENTS = 1 << 18  # in-memory X of at most this many values: compiled NumPy sums
 SMALL_FULL_D = 32  # and for 'full' / 'tied' at most this many features (its scatter has no BLAS)
 
 
 @jit_exact
-def _small_moments(X, mean, S):
-    """mean = X.mean(axis=0) and, where S has rows, the sums of np.var's steps
-    ((1, d): sum_i (x_i - mean)^2 per feature) or the scatter ((d, d):
-    sum_i (x_i - mean)(x_i - mean)^T, np.cov's up to the order of its product), in
-    float64, adding the rows in order as NumPy's axis-0 sums of a C-ordered array
-    with several columns do: for such float64 X the same bits as scikit-learn's
-    priors for the mean and the 'diag' / 'spherical' variances (tested; NumPy sums a
-    contiguous axis pairwise: one feature, Fortran order, and float32, which
-    scikit-learn sums in float32, agree to rounding). Two reads of X, no copy
-    (NumPy's own calls took 0.6 ms at 10k x 8: its axis-0 sums over 8 columns run
-    a short inner loop for every row)."""
+def _small_scatter(X, mean, S):
+    """S += sum_i (x_i - mean)(x_i - mean)^T over X's rows, in float64 (np.cov's
+    sum up to the order of its product): the small-data priors' 'full' / 'tied'
+    scatter, one read of X, no copy."""
     wide_vectors()
     n, d = X.shape
-    for a in range(d):
-        mean[a] = 0.0
+    dv = np.empty(d)
     for i in range(n):
         for a in range(d):
-            mean[a] += np.float64(X[i, a])
-    for a in range(d):
-        mean[a] /= n
-    if S.shape[0] == 1:
-        for i in range(n):
-            for a in range(d):
-                v = np.float64(X[i, a]) - mean[a]
-                S[0, a] += v * v
-    elif S.shape[0] > 1:
-        dv = np.empty(d)
-        for i in range(n):
-            for a in range(d):
-                dv[a] = np.float64(X[i, a]) - mean[a]
-            for a in range(d):
-                for b in range(d):
-                    S[a, b] += dv[a] * dv[b]
+            dv[a] = np.float64(X[i, a]) - mean[a]
+        for a in range(d):
+            for b in range(d):
+                S[a, b] += dv[a] * dv[b]
 
 
 def data_moments(engine, need_scatter, ct):
@@ -96,18 +77,26 @@ def data_moments(engine, need_scatter, ct):
     TILE_MIN_D features on: the 'tied' kernels' pooled scatter of one component is
     the same sum (measured, 2 threads: 100k x 32 15.0 -> 5.2 ms, 200k x 64 55.9 ->
     10.7; the tiled 'full' pass whitens every row for its log-density first).
-    An unweighted in-memory X of at most SMALL_MOMENTS values ('full' / 'tied': and
-    at most SMALL_FULL_D features) gets the sums of scikit-learn's NumPy calls
-    instead (``_small_moments``): there a pass and its Python cost more than two
-    reads of the rows."""
+    An unweighted in-memory X worked on in float64 of at most SMALL_MOMENTS values
+    ('full' / 'tied': and at most SMALL_FULL_D features) gets scikit-learn's NumPy
+    sums instead, from the k-means start's compiled ones (``_kmeans.column_mean``,
+    ``_column_sums``: X.mean(axis=0) and np.var's sum of squares, bit for bit on a
+    C-ordered X) and ``_small_scatter``: there a pass and its Python cost more than
+    two reads of the rows (NumPy's own calls took 0.6 ms at 10k x 8: its axis-0
+    sums over 8 columns run a short inner loop for every row)."""
     d, n = engine.n_features, engine.n_samples
     X = getattr(engine, "X", None)
     if (isinstance(engine, CPUEngine) and type(X) is np.ndarray and X.size <= SMALL_MOMENTS
-            and engine.sample_weight is None and (ct in (DIAG, SPHERICAL) or d <= SMALL_FULL_D)):
-        mean = np.empty(d)
-        S = np.zeros(((d if ct in (FULL, TIED) else 1) if need_scatter else 0, d))
-        _small_moments(X, mean, S)
-        return mean, (S if ct in (FULL, TIED) else S[0]) if need_scatter else None
+            and engine.sample_weight is None and engine.dtype == np.float64
+            and (ct in (DIAG, SPHERICAL) or d <= SMALL_FULL_D)):
+        mean = column_mean(X)
+        if not need_scatter:
+            return mean, None
+        if ct in (DIAG, SPHERICAL):
+            return mean, _column_sums(X, mean, True)
+        S = np.zeros((d, d))
+        _small_scatter(X, mean, S)
+        return mean, S
     if ct == FULL and uses_tiles(FULL, d):
         return data_moments(engine, need_scatter, TIED)
     pc = {FULL: np.eye(d)[None], TIED: np.eye(d), DIAG: np.ones((1, d)),

@@ -22,28 +22,13 @@ from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, TIED, block_size, log_p
                      quad_params, quad_pays, small_d, tile_params,
                      uses_tiles)
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
-from ._numba import jit_exact, n_chunks, wide_vectors, work_dtype
+from ._kmeans_kernels import column_totals
+from ._numba import n_chunks, work_dtype
 from ._mstep import EStep
 from ._stats import Stats, pooled_moved, pooled_near, s2_shape
 
 OUTPUTS = {"lse": OUT_LSE, "label": OUT_LABEL, "resp": OUT_RESP}
 POOLED_MOVE = 16.0  # kept 'tied' sums move this many mean squared distances at most
-
-
-@jit_exact
-def sum_slots(nk, s1, s2):
-    """A pass's statistics: its slots (axis 0) added in slot order, in one compiled
-    call (three NumPy sums took some 15 us of each pass; a 10k x 8 Bayesian fit
-    runs seven). The same bits as NumPy's ``sum(axis=0)`` where a slot has more than
-    one number (NumPy adds those rows in order too; a column of single numbers it
-    sums pairwise, from 8 slots on)."""
-    wide_vectors()
-    out = (nk[0].copy(), s1[0].copy(), s2[0].copy())
-    for c in range(1, nk.shape[0]):
-        for a, slot in ((out[0], nk[c]), (out[1], s1[c]), (out[2], s2[c])):
-            for i in range(a.shape[0]):
-                a[i] += slot[i]
-    return out
 
 
 @functools.lru_cache(maxsize=256)
@@ -111,10 +96,7 @@ class CPUEngine:
         if ep is None:  # no E-step: placeholders of the right types
             ep = empty[4]
         ep, quad = self._with_quad(ep, tiled and mode == MODE_EM)
-        if tiled and mode == MODE_EM and not quad:
-            ucat, muu = self._tile_args(ep, gshift, True)
-        else:
-            ucat, muu = empty[2], empty[3]
+        ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM and not quad)
         kernel = stats_kernel(ct, tiled, mode, small_d(ct, d) if mode == MODE_EM else 0)
         T = _pool.threads_for(self.n_jobs, nch, flops)
 
@@ -124,9 +106,11 @@ class CPUEngine:
 
         with _pool.blas_one_thread(tiled and mode != MODE_LABELS):
             _pool.run_chunks(chunks, T)
-            nk0, s10, s20 = sum_slots(nk, s1.reshape(nch, -1), s2.reshape(nch, -1))
-            st = Stats(ct, nk0, s10.reshape(s1.shape[1:]), s20.reshape(s2.shape[1:]),
-                       float(ll.sum()), shift, gshift)
+            # the slots added in slot order, one compiled call each (NumPy's three sums
+            # took some 15 us of each pass; a 10k x 8 Bayesian fit runs seven)
+            s1t = column_totals(s1.reshape(nch, -1)).reshape(s1.shape[1:])
+            s2t = column_totals(s2.reshape(nch, -1)).reshape(s2.shape[1:])
+            st = Stats(ct, column_totals(nk), s1t, s2t, float(ll.sum()), shift, gshift)
             if known:
                 centre, s2_known, wsum = self._pooled
                 st.s2 = pooled_moved(s2_known, centre, gshift, wsum)
@@ -169,7 +153,8 @@ class CPUEngine:
         d = self.n_features
         if needed:
             return tile_params(ep[1], ep[0], gshift, self.dtype)
-        return np.zeros((0, d, d), dtype=self.dtype), np.zeros((ep[0].shape[0], 0))
+        K = ep[0].shape[0]
+        return _placeholders(K, d, label_dtype(K), self.dtype)[2:4]
 
     def _shift(self, ct, means, gshift):
         """The statistics' shift: each component's mean, or for the tiled 'full'

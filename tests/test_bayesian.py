@@ -401,10 +401,10 @@ def test_default_priors_with_weights_of_the_pooled_passes(covariance_type, d):
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_default_priors_of_small_data_are_scikit_learns(covariance_type):
     """On small in-memory data the default priors come from the sums of scikit-learn's
-    own NumPy calls: for C-ordered float64 data with several features the same bits as
-    scikit-learn's for the mean and for the 'diag' / 'spherical' variances (np.var's
-    steps), to rounding for np.cov, for Fortran order and for one feature (which NumPy
-    sums pairwise); larger data's pass gives them to rounding too (``data_moments``)."""
+    own NumPy calls: for C-ordered float64 data the same bits as scikit-learn's for the
+    mean and for the 'diag' / 'spherical' variances (np.var's steps), to rounding for
+    np.cov and for Fortran order (which NumPy sums pairwise); one feature is checked to
+    rounding too; larger data's pass gives them to rounding (``data_moments``)."""
     from fastgmm import _bayesian_mixture
 
     X = _blobs(n=3000, d=5, centers=3, seed=21) * 7.0 + 40.0

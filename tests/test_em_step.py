@@ -200,12 +200,13 @@ def test_tied_passes_reuse_the_pooled_sums():
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_pass_adds_its_slots_in_order(covariance_type):
-    """A pass adds its slots of statistics in slot order (``_engine.sum_slots``,
-    one compiled call): the same numbers as NumPy's ``sum(axis=0)`` over slots of
+    """A pass adds its slots of statistics in slot order (``column_totals``, one
+    compiled call an array): the same numbers as NumPy's ``sum(axis=0)`` over slots of
     several numbers, bit for bit, on a pass of 40 slots (a fixed order is what makes
     results independent of the thread count; NumPy sums a column of single numbers
     pairwise, so one component's nk is only equal to rounding)."""
-    from fastgmm._engine import CPUEngine, sum_slots
+    from fastgmm._engine import CPUEngine
+    from fastgmm._kmeans_kernels import column_totals
     from fastgmm._estep import COV_CODES
     from fastgmm._mstep import compute_precision_cholesky, estep_params
 
@@ -214,12 +215,12 @@ def test_pass_adds_its_slots_in_order(covariance_type):
     nk = rng.uniform(0, 300, (nch, K))
     s1 = rng.normal(size=(nch, K, d)) * 1e3
     s2 = rng.uniform(0, 1e5, (nch, K, 1, d))
-    got = sum_slots(nk, s1.reshape(nch, -1), s2.reshape(nch, -1))
+    got = [column_totals(a) for a in (nk, s1.reshape(nch, -1), s2.reshape(nch, -1))]
     np.testing.assert_array_equal(got[0], nk.sum(axis=0))
     np.testing.assert_array_equal(got[1], s1.sum(axis=0).ravel())
     np.testing.assert_array_equal(got[2], s2.sum(axis=0).ravel())
     c = np.ascontiguousarray
-    one = sum_slots(c(nk[:, :1]), c(s1[:, :1, :].reshape(nch, -1)), c(s2[:, :1].reshape(nch, -1)))
+    one = [column_totals(c(nk[:, :1]))]
     np.testing.assert_allclose(one[0], nk[:, 0].sum(), rtol=1e-15)
     np.testing.assert_array_equal(one[0], np.cumsum(nk[:, 0])[-1:])  # in order
     # and a whole pass: the same statistics on one thread and on two
