@@ -213,37 +213,6 @@ def test_tiled_kernels_over_several_blocks(covariance_type, monkeypatch):
         np.testing.assert_array_equal(getattr(many_labels, name), getattr(tiled_labels, name))
 
 
-@pytest.mark.parametrize("covariance_type,variant", [
-    ("diag", "fused"), ("spherical", "fused"), ("diag", "prefetch")])
-def test_bench_variants_give_the_same_bits(covariance_type, variant, monkeypatch):
-    """bench/gpu_variants.py's candidate kernels (timed on a GPU machine before any
-    moves into the package) give the package kernels' results bit for bit: the EM
-    pass (zero weights too) and the row outputs."""
-    import os
-
-    from fastgmm import _cuda_kernels as kern
-
-    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "..", "bench"))
-    import gpu_variants
-
-    K, d = kern.BS, 2 * gpu_variants.BAF + 1
-    X = make_data(n=150 if SIM else 3 * kern.DTILE + 100, d=d, K=K, dtype=np.float32)
-    w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
-    w[::7] = 0.0
-    ep = _ep(X.astype(np.float64), K, covariance_type)
-    want = CUDAEngine(X, w).stats(ep)
-    outs = {o: CUDAEngine(X).log_prob(ep, o) for o in ("lse", "label", "resp")}
-    undo = gpu_variants.use(variant)
-    try:
-        got = CUDAEngine(X, w).stats(ep)
-        for name in ("nk", "s1", "s2", "ll"):
-            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
-        for o in outs:
-            np.testing.assert_array_equal(CUDAEngine(X).log_prob(ep, o), outs[o])
-    finally:
-        undo()
-
-
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
 def test_streamed_host_data(covariance_type, monkeypatch):
     """Host data larger than the GPU's room is streamed through a device buffer a
