@@ -193,6 +193,12 @@ def main():
             if d >= _cuda.GEMM_MIN_D:  # the kernels in place of the cuBLAS products
                 competitors.append(("fastgmm_cuda_kernels", lambda: patched(
                     fastgmm_fit(X, K, ct), "GEMM_MIN_D", None)))
+            if ct == "full" and d >= _cuda.GEMM_MIN_D:  # candidate: the fused product pass
+                competitors.append(("fastgmm_cuda_fused", lambda: patched(
+                    fastgmm_fit(X, K, ct), "FUSED_FULL", True)))
+            if ct in ("diag", "spherical") and d >= _cuda.GEMM_MIN_D:  # candidate: products
+                competitors.append(("fastgmm_cuda_products", lambda: patched(
+                    fastgmm_fit(X, K, ct), "GEMM_DIAG_MAX_Q", _cuda.DIAG_PRODUCTS_Q)))
             if ct in ("diag", "spherical"):  # the kernels the tiled ones replace
                 competitors.append(("fastgmm_cuda_untiled", lambda: patched(
                     fastgmm_fit(X, K, ct), "TILED_DIAG", False)))
@@ -225,7 +231,8 @@ def main():
                 json.dump(results, f, indent=1, default=str)
 
     # the table
-    cols = ["fastgmm_cuda", "fastgmm_cuda_kernels", "fastgmm_cuda_untiled", "sklearn_torch",
+    cols = ["fastgmm_cuda", "fastgmm_cuda_fused", "fastgmm_cuda_products", "fastgmm_cuda_kernels",
+            "fastgmm_cuda_untiled", "sklearn_torch",
             "sklearn_cupy", "fastgmm_cpu"]
     print("\n| workload | " + " | ".join(cols) + " | vs sklearn-torch | vs sklearn-cupy "
           "| vs fastgmm-cpu | TFLOP/s (2nKd^2) |")

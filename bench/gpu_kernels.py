@@ -1,7 +1,7 @@
 """Per-kernel times of one CUDA EM pass (CUDA events around each launch, the
 median of REPS), so that a slow pass can be pinned on a kernel:
 
-    NUMBA_ENABLE_CUDASIM=0 python bench/gpu_kernels.py [--tiles BT,MT,BA,RS,DTILE] [--lb L,S] [--variant NAME] [--tiled-only] [n,d,K,ct,dtype ...]
+    NUMBA_ENABLE_CUDASIM=0 python bench/gpu_kernels.py [--tiles BT,MT,BA,RS,DTILE] [--lb L,S] [--tiled-only] [n,d,K,ct,dtype ...]
 
 (default: 10M x 8 K16 'full' in float32 and float64, 1M x 64 K64 'diag' float32).
 Prints, per case, the whole pass (``CUDAEngine.stats``) and each of its launches.
@@ -10,8 +10,12 @@ a side, outputs a thread a side, features staged, rows staged, rows a statistics
 tile) before they compile: one configuration a process (``sums_diag`` keeps its
 launch bounds of two blocks an SM, for the new block size). ``--lb L,S`` compiles
 ``lp_diag`` / ``sums_diag`` with launch bounds of L / S blocks an SM (0: none; the
-code's own: none for ``lp_diag``, two for ``sums_diag``). ``--variant NAME`` times a
-candidate of ``bench/gpu_variants.py`` in the package's place.
+code's own: none for ``lp_diag``, two for ``sums_diag``). Unless ``--tiled-only``,
+a 'full' case of ``_cuda.GEMM_MIN_D`` features or more runs the matrix-product pass
+both ways (``_cuda.FUSED_FULL``: the rows' kernel ``whiten_rows`` and one batched
+product, or CuPy's element-wise operations), and a 'diag' / 'spherical' case the
+tiled kernels, the per-row ones, and, from GEMM_MIN_D features, the product pass
+(``_cuda.GEMM_DIAG_MAX_Q`` = ``DIAG_PRODUCTS_Q``).
 """
 
 import os
@@ -57,7 +61,7 @@ def instrument(times):
     """Replace the kernels in ``_cuda_kernels`` by timed ones (returns an undo)."""
     saved = {}
     for name in ("lp_diag", "finish_rows", "sums_diag", "reduce_tiles", "tile_sums",
-                 "lp_finish_diag"):
+                 "whiten_rows"):
         if not hasattr(kern, name):
             continue
         k = getattr(kern, name)
@@ -130,18 +134,13 @@ def main():
     tiled_only = "--tiled-only" in args
     args = [a for a in args if a != "--tiled-only"]
     opts = {}
-    while args[:1] and args[0] in ("--tiles", "--lb", "--variant"):
+    while args[:1] and args[0] in ("--tiles", "--lb"):
         opts[args[0]] = args[1]
         args = args[2:]
-    # in this order: the constants, then the variant, then its launch bounds
+    # in this order: the constants, then the launch bounds
     if "--tiles" in opts:
         set_tiles(opts["--tiles"])
         print("tiles BT,MT,BA,RS,DTILE =", opts["--tiles"])
-    if "--variant" in opts:
-        import gpu_variants
-
-        gpu_variants.use(opts["--variant"])
-        print("variant", opts["--variant"])
     if "--lb" in opts:
         set_launch_bounds(opts["--lb"])
         print("launch bounds (blocks an SM) lp_diag,sums_diag =", opts["--lb"])
@@ -155,9 +154,17 @@ def main():
         eng = _cuda.CUDAEngine(X)
         ep = params(X, K, ct)
         eng.stats(ep)  # compilation
-        both = ct in ("diag", "spherical") and not tiled_only
-        for tiled in ((True, False) if both else (True,)):
-            _cuda.TILED_DIAG = tiled
+        ways = [("", {})]
+        if not tiled_only and ct in ("diag", "spherical"):
+            ways = [(" tiled", {}), (" untiled", {"TILED_DIAG": False})]
+            if d >= _cuda.GEMM_MIN_D:
+                ways.append((" products", {"GEMM_DIAG_MAX_Q": _cuda.DIAG_PRODUCTS_Q}))
+        elif not tiled_only and ct == "full" and d >= _cuda.GEMM_MIN_D:
+            ways = [(" elementwise", {"FUSED_FULL": False}), (" fused", {"FUSED_FULL": True})]
+        saved = {k: getattr(_cuda, k) for k in ("TILED_DIAG", "FUSED_FULL", "GEMM_DIAG_MAX_Q")}
+        for way, patch in ways:
+            for k, v in saved.items():
+                setattr(_cuda, k, patch.get(k, v))
             eng.stats(ep)
             walls, times = [], {}
             for _ in range(REPS):
@@ -172,8 +179,7 @@ def main():
                     eng.stats(ep)
             finally:
                 undo()
-            label = f"{n} x {d} K{K} {ct} {dtype}" + ("" if ct in ("full", "tied") else
-                                                    f" tiled={tiled}")
+            label = f"{n} x {d} K{K} {ct} {dtype}{way}"
             origin = np.zeros(d)
             got, want = eng.stats(ep).about(origin, 1.0), CPUEngine(X).stats(ep).about(origin, 1.0)
             err = max(float(np.max(np.abs(getattr(got, f) - getattr(want, f))
@@ -185,7 +191,8 @@ def main():
                 per = len(ts) // REPS
                 tot = np.median(np.add.reduceat(ts, np.arange(0, len(ts), per)))
                 print(f"   {name:14s} {per:3d} launches a pass, {tot:8.3f} ms a pass")
-        _cuda.TILED_DIAG = True
+        for k, v in saved.items():
+            setattr(_cuda, k, v)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,30 @@
 #!/usr/bin/env bash
-# One device call: tests/test_cuda.py on the device, then variants of the tiled
-# 'diag' kernels timed kernel by kernel on a
-# 1M x 64 K64 pass (bench/gpu_kernels.py: --tiles sets their constants, --lb launch
-# bounds), an Nsight Compute read of the two kernels, and the pytest GPU group in
-# quick mode. On the GPU machine, with numba-cuda, CuPy and PyTorch importable:
+# One device call, for the next session with a GPU (about 4-6 minutes on an H200):
+#  1. tests/test_cuda.py on the device (with CuPy: the product passes' cuBLAS calls,
+#     the candidates FUSED_FULL and GEMM_DIAG_MAX_Q switched on by their tests);
+#  2. bench/gpu_kernels.py: one pass of each d = 64 workload, each way it can run
+#     ('full': CuPy's element-wise form / the fused rows' kernel and batched product;
+#     'diag': tiled kernels / per-row kernels / products), kernel by kernel;
+#  3. bench/gpu_bench.py on the d = 64 workloads (ms an EM iteration against
+#     scikit-learn on PyTorch and CuPy and the CPU engine; the candidates as columns
+#     fastgmm_cuda_fused / fastgmm_cuda_products);
+#  4. with NCU=1, an Nsight Compute read of NCU_KERNELS (default whiten_rows|sums_diag).
+# On the GPU machine, with numba-cuda, CuPy and PyTorch importable:
 #     bash bench/gpu_sweep.sh OUT_DIR
-# SWEEP: the variants' arguments, ';'-separated (an empty one: the code as it is;
-# --lb 0,0: both kernels without launch bounds; --variant: bench/gpu_variants.py's).
+# KERNEL_CASES / GPU_BENCH_D / GPU_BENCH_SKIP override the cases; NO_BENCH=1 skips 3.
 set -o pipefail
 OUT=${1:-.}
 export NUMBA_ENABLE_CUDASIM=0 SCIPY_ARRAY_API=1 PYTHONUNBUFFERED=1 GPU_KERNELS_REPS=${GPU_KERNELS_REPS:-5}
-CASES=${CASES:-1000000,64,64,diag,float32 1000000,64,64,diag,float64}
-# first the CUDA tests on the device (what ran only on the simulator since the last call)
-timeout 240 python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -3
-IFS=';' read -ra VARIANTS <<< "${SWEEP:-;--lb 0,0;--variant fused;--variant prefetch;--variant prefetch --lb 0,0}"
-for v in "${VARIANTS[@]}"; do
-  echo "## variant: ${v:-default}" | tee -a "$OUT/sweep.log"
-  timeout 90 python3 bench/gpu_kernels.py $v --tiled-only $CASES 2>&1 | tee -a "$OUT/sweep.log"
-done
-if command -v ncu >/dev/null; then
+CASES=${KERNEL_CASES:-200000,64,32,full,float64 200000,64,32,full,float32 1000000,64,64,diag,float64 1000000,64,64,diag,float32}
+timeout 240 python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -6
+timeout 150 python3 bench/gpu_kernels.py $CASES 2>&1 | tee "$OUT/kernels.log"
+[ -n "$NO_BENCH" ] || GPU_BENCH_D=${GPU_BENCH_D:-64} GPU_BENCH_SKIP=${GPU_BENCH_SKIP:-fastgmm_cuda_untiled} \
+  GPU_BENCH_BUDGET_S=200 timeout 260 python3 bench/gpu_bench.py "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -14
+if [ -n "$NCU" ] && command -v ncu >/dev/null; then
   GPU_KERNELS_REPS=1 timeout 120 ncu --section SpeedOfLight --section Occupancy \
-    --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-    --section LaunchStats --section SchedulerStats --kernel-name-base mangled \
-    -k regex:"${NCU_KERNELS:-lp_diag|sums_diag}" -c 2 \
+    --section WarpStateStats --section LaunchStats --kernel-name-base mangled \
+    -k regex:"${NCU_KERNELS:-whiten_rows|sums_diag}" -c 2 \
     python3 bench/gpu_kernels.py --tiled-only ${CASES%% *} > "$OUT/ncu.log" 2>&1
-  echo "ncu rc $?"; grep -E "Profiling|Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|highest-utilized" "$OUT/ncu.log" | cut -c1-150
+  echo "ncu rc $?"; grep -E "Profiling|Duration|Registers Per|Achieved Occupancy|Issue Slots Busy" "$OUT/ncu.log" | cut -c1-150
 fi
-timeout 150 python3 -m pytest bench/test_gpu.py -q -p no:cacheprovider --benchmark-disable 2>&1 | tee "$OUT/test_gpu.log" | tail -4
-grep -E "^## |^== |lp_diag  |sums_diag  |finish_rows  " "$OUT/sweep.log"
+grep -E "^== " "$OUT/kernels.log"

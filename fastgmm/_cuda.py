@@ -57,9 +57,23 @@ MAX_FEATURES = {FULL: 256, TIED: 256, DIAG: 2047, SPHERICAL: 2047}
 GEMM_MIN_D = 16
 GEMM_CHUNK_BYTES = 512 << 20  # the largest temporary of a GEMM pass at most
 GEMM_SLAB = 4096  # rows of a slab of the sums over rows (``tall_sum``)
+# 'diag' / 'spherical' as matrix products (``diag_products``) where the expanded
+# form's cancellation (``diag_product_bound``, Q) is at most this: a log-density off by
+# at most about 4 eps Q (absolute), a variance by eps Q (relative); past it (tight
+# components far from the data's centre) the kernels. None: always the kernels, until
+# measured (as FUSED_FULL); the bound to try is DIAG_PRODUCTS_Q (1e-9, 2e-10).
+GEMM_DIAG_MAX_Q = None
+DIAG_PRODUCTS_Q = 1e6
 # 'diag' and 'spherical' passes on the tiled kernels (``lp_diag``, ``sums_diag``);
 # False: the per-row / per-component kernels (``estep``, ``accum``) they replace
 TILED_DIAG = True
+# 'full' matrix-product pass: True: the rows finished by one kernel and the statistics
+# from one batched product (``_full_rows``); False: CuPy's element-wise operations.
+# Off until measured: written on 2026-11-28 after that day's GPU time was withdrawn,
+# tested on the simulator only (through NumPy; its cuBLAS call never ran). The next
+# session with a GPU runs bench/gpu_sweep.sh, which tests it on the device and times
+# it against the element-wise form (bench/gpu_kernels.py, bench/gpu_bench.py).
+FUSED_FULL = False
 
 
 def _cupy():
@@ -272,9 +286,16 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
 
     - 'full': Y = (X - g) [U_1 .. U_K] - [(mu_1 - g) U_1 ..] = the rows whitened by
       each component, centred on its mean, one product for all components; the
-      statistics summed in those coordinates (Z_k = r_k Y_k, Y_k^T Z_k batched over k)
-      and moved back to x coordinates about the means (``whitened_to_shift``, as
-      the CPU's tiled path): no cancellation for tight components far from g;
+      statistics summed in those coordinates and moved back to x coordinates about
+      the means (``whitened_to_shift``, as the CPU's tiled path): no cancellation
+      for tight components far from g. With ``FUSED_FULL`` (``_full_rows``) the
+      product writes each component's columns and a spare one, one kernel
+      (``_cuda_kernels.whiten_rows``) turns a row's groups into sqrt(r_k) (y_k, 1),
+      and one batched product of each group with itself (per GEMM_SLAB-row slab and
+      component, then over the slabs) gives nk, the first and the second moments
+      at once: two products and one read-and-write of the (rows, K (d + 1)) block a
+      chunk. Without it, the element-wise array operations below (several passes
+      over a (rows, K d) block: measured as most of a 200k x 64, K = 32 pass);
     - 'tied': Y = (X - g) U, distances |Y - (mu_k - g) U|^2 from the differences;
       the pooled scatter about g as the CPU engine sums it.
 
@@ -288,6 +309,8 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     g = np.asarray(ep.gshift, dtype=np.float64)
     mg = means - g
     c0_const = cp.asarray(log_w + log_det - 0.5 * d * kern.LOG_2PI)
+    if ct == FULL and FUSED_FULL:
+        return _full_rows(xp, X, w, ep, to_host, chunk_bytes, slab)
     if ct == FULL:
         Ucat = cp.asarray(np.ascontiguousarray(np.concatenate(list(pc), axis=1)))
         bcat = cp.asarray(np.einsum("ka,kab->kb", mg, pc).reshape(-1))
@@ -347,6 +370,174 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     return Stats(ct, nk, s1, s2, ll, shift, g.copy())
 
 
+def column_range(xp, X, slab=None):
+    """Each feature's (smallest, largest) value over the rows of X (n, d), float64
+    on the host: slab by slab, then over the slabs (CuPy reduces a long column in
+    one block)."""
+    slab = GEMM_SLAB if slab is None else slab
+    n, d = X.shape
+    s = n // slab if n >= 2 * slab else 0
+    lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
+    parts = ([X[:s * slab].reshape(s, slab, d)] if s else []) + ([X[s * slab:]] if
+                                                                 s * slab < n else [])
+    for P in parts:  # a slab's values, then the slabs'
+        low = P.min(axis=1).min(axis=0) if P.ndim == 3 else P.min(axis=0)
+        high = P.max(axis=1).max(axis=0) if P.ndim == 3 else P.max(axis=0)
+        lo = np.minimum(lo, np.asarray(_host(xp, low), dtype=np.float64))
+        hi = np.maximum(hi, np.asarray(_host(xp, high), dtype=np.float64))
+    return lo, hi
+
+
+def _host(xp, a):
+    return a if xp is np else xp.asnumpy(a)
+
+
+def diag_product_bound(ep, lo, hi):
+    """max_k sum_a p_ka max(|lo_a - g_a|, |hi_a - g_a|)^2 (p the precisions, g the
+    pass's common shift): how many squared standard deviations the farthest corner
+    of the data lies from g for the narrowest component. The expanded form of the
+    'diag' / 'spherical' products cancels that much (relative rounding eps times
+    it in a log-density or a variance)."""
+    g = np.asarray(ep.gshift, dtype=np.float64)
+    far = np.maximum(np.abs(lo - g), np.abs(hi - g))
+    if not np.all(np.isfinite(far)):
+        return np.inf
+    return float(np.max((np.asarray(ep[2], dtype=np.float64) ** 2) @ (far * far)))
+
+
+def diag_products(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
+    """The 'diag' / 'spherical' EM pass as two matrix products a chunk (CuPy:
+    cuBLAS; NumPy in the tests), float64 whatever X's dtype: with y = x - g and
+    F = (y^2, y, 1) (rows, 2 d + 1),
+    log p(x, k) = F (-p_k / 2, p_k m_k, c_k - sum_a p_ka m_ka^2 / 2) (m = mu - g,
+    p the precisions, c_k the log weight and determinant), the rows finished by
+    ``_cuda_kernels.finish_rows`` into w r, then (w r)^T F = (sum w r y^2,
+    sum w r y, nk): the moments about g. The expansion cancels
+    ``diag_product_bound`` times the rounding; ``CUDAEngine.stats`` takes this pass
+    only where that is at most GEMM_DIAG_MAX_Q, else the kernels (which sum about
+    each component's mean). Results fixed for a GPU and library versions."""
+    n, d = X.shape
+    means, pc, aux, log_det, log_w = ep
+    K = means.shape[0]
+    g = np.asarray(ep.gshift, dtype=np.float64)
+    P = np.asarray(aux, dtype=np.float64) ** 2
+    mg = means - g
+    W = np.empty((K, 2 * d + 1))
+    W[:, :d] = -0.5 * P
+    W[:, d:2 * d] = P * mg
+    W[:, 2 * d] = (log_w + log_det - 0.5 * d * kern.LOG_2PI
+                   - 0.5 * np.sum(P * mg * mg, axis=1))
+    W = xp.asarray(W)
+    per_row = 2 * d + 1 + 2 * K + 1
+    chunk_bytes = GEMM_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    chunk = int(max(1, min(n, chunk_bytes // (8 * per_row))))
+    Fbuf, lse_buf = xp.empty((chunk, 2 * d + 1)), xp.empty(chunk)
+    g_d = xp.asarray(g)
+    no_w = xp.empty(0)
+    no_lab = xp.empty(0, dtype=np.int32)
+    S = xp.zeros((K, 2 * d + 1))
+    ll = 0.0
+    for r0 in range(0, n, chunk):
+        m = min(chunk, n - r0)
+        F, lse = Fbuf[:m], lse_buf[:m]
+        y = F[:, d:2 * d]
+        y[...] = xp.asarray(X[r0:r0 + m])  # host rows: copied
+        y -= g_d
+        wc = no_w
+        if w is not None:  # a row of weight zero is not there, whatever its values
+            wc = w[r0:r0 + m]
+            y[wc <= 0] = 0.0
+        xp.multiply(y, y, out=F[:, :d])
+        F[:, 2 * d] = 1.0
+        LP = xp.matmul(W, F.T)  # (K, m): log p(x, k), then w r
+        kern.finish_rows[_grid(m), kern.NT](0, m, wc, kern.M_EM, LP, lse, no_lab)
+        ll += float(tall_sum(xp, lse, slab))
+        S += xp.matmul(LP, F)
+    S = to_host(S)
+    nk = np.ascontiguousarray(S[:, 2 * d])
+    s1 = np.ascontiguousarray(S[:, d:2 * d])
+    s2 = np.ascontiguousarray(S[:, :d]).reshape(K, 1, d)
+    shift = np.array(np.broadcast_to(g, (K, d)))
+    return Stats(ep.ct, nk, s1, s2, ll, shift, g.copy())
+
+
+def _gram_groups(xp, Y, slab, K, G):
+    """sum_i Y[i, g_k] Y[i, g_k]^T for each group g_k of G columns of Y (rows, K G),
+    rows a multiple of ``slab``: a product per (slab, group) (one batched cuBLAS
+    call under CuPy, no copy of Y), then the slabs' products added in slab order."""
+    ns = Y.shape[0] // slab
+    if xp is np:
+        V = Y.reshape(ns, slab, K, G)
+        P = np.matmul(V.transpose(0, 2, 3, 1), V.transpose(0, 2, 1, 3))
+    else:
+        from cupy_backends.cuda.libs import cublas
+        L = K * G
+        P = xp.empty((ns, K, G, G))
+        a = (np.arange(ns, dtype=np.uint64)[:, None] * np.uint64(slab * L * 8)
+             + np.arange(K, dtype=np.uint64)[None, :] * np.uint64(G * 8)).ravel()
+        A = xp.asarray(a + np.uint64(Y.data.ptr))
+        C = xp.asarray(np.arange(ns * K, dtype=np.uint64) * np.uint64(G * G * 8)
+                       + np.uint64(P.data.ptr))
+        one, zero = np.ones(1), np.zeros(1)
+        # column-major: a group of a slab is a G x slab matrix, leading dimension L;
+        # C = A A^T (symmetric, so the same in row-major order)
+        cublas.dgemmBatched(xp.cuda.device.get_cublas_handle(), 0, 1, G, G, slab,
+                            one.ctypes.data, A.data.ptr, L, A.data.ptr, L,
+                            zero.ctypes.data, C.data.ptr, G, ns * K)
+    return P.sum(axis=0)
+
+
+def _full_rows(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
+    """``gemm_stats`` for 'full' with ``FUSED_FULL`` (see there)."""
+    n, d = X.shape
+    means, pc, aux, log_det, log_w = ep
+    K = means.shape[0]
+    G = d + 1
+    L = K * G
+    g = np.asarray(ep.gshift, dtype=np.float64)
+    slab = GEMM_SLAB if slab is None else slab
+    W = np.zeros((d, K, G))
+    W[:, :, :d] = np.asarray(pc, dtype=np.float64).transpose(1, 0, 2)  # W[a, k, b] = U_k[a, b]
+    W = xp.asarray(W.reshape(d, L))
+    b = xp.asarray(np.einsum("ka,kab->kb", means - g, pc))
+    c0 = xp.asarray(log_w + log_det - 0.5 * d * kern.LOG_2PI)
+    per_row = L + d + K + 1
+    chunk_bytes = GEMM_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    chunk = max(1, chunk_bytes // (8 * per_row) // slab) * slab
+    chunk = min(chunk, -(-n // slab) * slab)
+    Ybuf, Xbuf = xp.empty((chunk, L)), xp.empty((chunk, d))
+    LPs, ll_rows = xp.empty((chunk, K)), xp.empty(chunk)
+    g_d = xp.asarray(g)
+    no_w = xp.empty(0)
+    gram = xp.zeros((K, G, G))
+    ll = 0.0
+    for r0 in range(0, n, chunk):
+        m = min(chunk, n - r0)
+        mp = -(-m // slab) * slab
+        Xc, Y = Xbuf[:mp], Ybuf[:mp]
+        Xc[:m] = xp.asarray(X[r0:r0 + m])  # host rows: copied
+        Xc[:m] -= g_d
+        Xc[m:] = 0.0  # the last slab's spare rows: zero rows of Y, adding nothing
+        wc = no_w
+        if w is not None:  # a row of weight zero is not there, whatever its values
+            wc = w[r0:r0 + m]
+            Xc[:m][wc <= 0] = 0.0
+        xp.matmul(Xc, W, out=Y)
+        kern.whiten_rows[-(-m // kern.WR), (kern.WL, kern.WR)](Y, m, d, b, c0, wc, LPs,
+                                                               ll_rows)
+        ll += float(tall_sum(xp, ll_rows[:m], slab))
+        gram += _gram_groups(xp, Y, slab, K, G)
+    gram = to_host(gram)
+    nk = np.ascontiguousarray(gram[:, d, d])
+    s1 = np.ascontiguousarray(gram[:, :d, d])
+    s2 = np.ascontiguousarray(gram[:, :d, :d])
+    shift = np.array(means, dtype=np.float64)
+    s1x, s2x = np.zeros_like(s1), np.zeros_like(s2)
+    whitened_to_shift(nk, s1, s2, np.ascontiguousarray(pc, dtype=np.float64), shift, shift,
+                      s1x, s2x)
+    return Stats(FULL, nk, s1x, s2x, ll, shift, g.copy())
+
+
 class CUDAEngine(CPUEngine):
     """One call's data on the GPU: X (a device array, or host rows copied once),
     the weights (None: unit weights). ``n_jobs`` is accepted and unused."""
@@ -383,6 +574,7 @@ class CUDAEngine(CPUEngine):
             self.wsum = float(np.sum(sample_weight))
         self._tables = {}
         self._bufs = {}
+        self._range = None
 
     def _chunk(self, K, per_tile=0):
         """Rows of one launch: a multiple of the tile, its (K, chunk) buffer at most
@@ -539,13 +731,31 @@ class CUDAEngine(CPUEngine):
     @_quiet
     def stats(self, ep):
         """One fused E+M pass at ``ep``: matrix products from GEMM_MIN_D features
-        (where CuPy is there), else the kernels of ``_cuda_kernels``."""
-        if self._use_gemm(ep.ct):
+        (where CuPy is there; for 'diag' / 'spherical' only within
+        GEMM_DIAG_MAX_Q), else the kernels of ``_cuda_kernels``."""
+        products = self._use_gemm(ep.ct)
+        if ep.ct in (DIAG, SPHERICAL):
+            products = self._use_diag_products(ep)
+        if products:
             cp = _cupy()
             w = cp.asarray(self.wd) if self.wd.shape[0] else None
             X = self.Xh if self.Xh is not None else cp.asarray(self.Xd)
+            if ep.ct in (DIAG, SPHERICAL):
+                return diag_products(cp, X, w, ep, cp.asnumpy)
             return gemm_stats(cp, X, w, ep, cp.asnumpy)
         return CPUEngine.stats(self, ep)
+
+    def _use_diag_products(self, ep):
+        cp = _cupy()
+        if (GEMM_DIAG_MAX_Q is None or GEMM_MIN_D is None or cp is None
+                or self.n_features < GEMM_MIN_D):
+            return False
+        if self._range is None:  # once a call: each feature's smallest and largest value
+            if self.Xh is not None:
+                self._range = column_range(np, self.Xh)
+            else:
+                self._range = column_range(cp, cp.asarray(self.Xd))
+        return diag_product_bound(ep, *self._range) <= GEMM_DIAG_MAX_Q
 
     @_quiet
     def log_prob(self, ep, out):

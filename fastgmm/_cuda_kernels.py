@@ -309,6 +309,73 @@ def finish_rows(row0, nrows, w, mode, LP, lse_out, label_out):
     _finish(i, row0 + i, K, mx, best, w, mode, LP, lse_out, label_out)
 
 
+# ------------------------------------------- 'full', the matrix-product pass's rows
+WL = 4 if SIMULATOR else 32  # threads on one row (a power of two)
+WR = 2 if SIMULATOR else 8  # rows a block
+
+
+@cuda.jit
+def whiten_rows(Y, nrows, D, b, c0, w, LPs, ll_rows):
+    """The rows of the 'full' matrix-product pass (``_cuda.gemm_stats``). Y (rows,
+    K (D + 1)) holds, in each component's group of D + 1 columns, (x - g) U_k then
+    a 0; for each row i < nrows, with y = that - b_k (the row whitened by component
+    k, centred on its mean): log p(x, k) = c0_k - |y|^2 / 2 (into LPs[i, k]), the
+    responsibilities r = w exp(LP - log p(x)), and the group becomes sqrt(r) (y, 1),
+    so that its Gram matrix over the rows holds (sum r y y^T, sum r y, sum r);
+    ll_rows[i] = w log p(x) (0 where w = 0). WL threads a row (WR rows a block), each
+    distance summed by the threads in column order, then over them in a fixed tree:
+    the bits depend on the code's constants only. One read of the row to the
+    distances, one read and write to the end (recomputing y)."""
+    lane = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    i = cuda.blockIdx.x * WR + ty
+    part = cuda.shared.array((WR, WL), float64)
+    K = c0.shape[0]
+    G = D + 1
+    live = i < nrows
+    mx = -math.inf
+    for k in range(K):
+        acc = 0.0
+        if live:
+            j = lane
+            while j < D:
+                v = Y[i, k * G + j] - b[k, j]
+                acc += v * v
+                j += WL
+        part[ty, lane] = acc
+        cuda.syncthreads()
+        h = WL // 2
+        while h > 0:
+            if lane < h:
+                part[ty, lane] += part[ty, lane + h]
+            cuda.syncthreads()
+            h //= 2
+        lp = c0[k] - 0.5 * part[ty, 0]
+        cuda.syncthreads()  # every lane has read part[ty, 0] before it is written again
+        mx = max(mx, lp)
+        if live and lane == 0:
+            LPs[i, k] = lp
+    cuda.syncthreads()  # LPs[i, :] written by lane 0, read by every lane below
+    if not live:
+        return
+    s = 0.0
+    for k in range(K):
+        s += math.exp(LPs[i, k] - mx)
+    lse = mx + math.log(s)
+    wi = 1.0 if w.shape[0] == 0 else w[i]
+    if lane == 0:
+        ll_rows[i] = 0.0 if wi == 0.0 else wi * lse
+    for k in range(K):
+        r = 0.0 if wi == 0.0 else wi * math.exp(LPs[i, k] - lse)
+        sr = math.sqrt(r)
+        j = lane
+        while j < D:
+            Y[i, k * G + j] = (Y[i, k * G + j] - b[k, j]) * sr
+            j += WL
+        if lane == 0:
+            Y[i, k * G + D] = sr
+
+
 # sums_diag keeps 48 sums and shifts a thread: 236 registers unbounded, so one block
 # an SM. Bounded to two blocks an SM (128 registers, a few spilled) it ran a 1M x 64,
 # K = 64 pass's sums in 2.78 instead of 3.78 ms on an H200 (bench/gpu_sweep.sh, the

@@ -87,6 +87,10 @@ def test_zero_weight_rows_with_overflowing_values_add_nothing(covariance_type):
     passes = [lambda Z: CUDAEngine(Z, w).stats(ep)]
     if covariance_type in ("full", "tied"):
         passes.append(lambda Z: _cuda.gemm_stats(np, Z, w, ep, np.asarray, slab=16))
+        if covariance_type == "full":  # the fused form too
+            passes.append(lambda Z: _cuda._full_rows(np, Z, w, ep, np.asarray, slab=16))
+    else:
+        passes.append(lambda Z: _cuda.diag_products(np, Z, w, ep, np.asarray, slab=16))
     for run in passes:
         # the overflow in rows weighing 0 is harmless (they get w r = 0 and w log p = 0
         # whatever it is), but the simulator's NumPy scalars and NumPy's products warn
@@ -97,22 +101,126 @@ def test_zero_weight_rows_with_overflowing_values_add_nothing(covariance_type):
             np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "tied"])
-def test_gemm_pass_equals_cpu(covariance_type):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "elementwise"])
+@pytest.mark.parametrize("covariance_type,d", [("full", 3), ("full", 9), ("tied", 3)])
+def test_gemm_pass_equals_cpu(covariance_type, d, fused, monkeypatch):
     """The matrix-product pass (CuPy on a GPU), run here in NumPy: the CPU engine's
-    statistics, weighted, in chunks and slabs."""
-    X = make_data(n=150, d=3, K=3, dtype=np.float32)
+    statistics, weighted, in chunks and slabs ('full' d = 9: more features than the
+    simulator's threads on a row), 'full' in both forms (FUSED_FULL)."""
+    monkeypatch.setattr(_cuda, "FUSED_FULL", fused)
+    X = make_data(n=150, d=d, K=3, dtype=np.float32)
     w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
     ep = _ep(X.astype(np.float64), 3, covariance_type)
     a = CPUEngine(X, w).stats(ep)
-    # chunks of 70 rows, products over slabs of 16 (4 slabs and a rest of 6)
-    b = _cuda.gemm_stats(np, X, w, ep, np.asarray, chunk_bytes=70 * 8 * 45, slab=16)
-    origin = np.zeros(3)
+    # chunks: 'tied' 40 rows; 'full' d = 3: 80 (70 in the last, padded to 5 slabs of
+    # 16), d = 9: 32
+    b = _cuda.gemm_stats(np, X, w, ep, np.asarray, chunk_bytes=40 * 8 * 45, slab=16)
+    origin = np.zeros(d)
     a, b = a.about(origin, 1.0), b.about(origin, 1.0)
     for name in ("nk", "s1", "s2"):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
                                    atol=1e-9, err_msg=name)
     assert b.ll == pytest.approx(a.ll, rel=1e-12)
+
+
+@pytest.mark.skipif(SIM, reason="CuPy's cuBLAS needs a GPU")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_gemm_pass_on_cupy(dtype, monkeypatch):
+    """On a GPU with CuPy: the 'full' matrix-product pass (the rows' kernel, the
+    batched products per slab and component through cuBLAS, chunks whose last slab
+    is padded) gives the CPU engine's statistics, zero weights included, and so does
+    the CuPy form it replaced (FUSED_FULL off)."""
+    cp = pytest.importorskip("cupy")
+    X = make_data(n=1000, d=20, K=5, dtype=dtype)
+    w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
+    w[::9] = 0.0
+    ep = _ep(X.astype(np.float64), 5, "full")
+    origin = np.zeros(20)
+    a = CPUEngine(X, w).stats(ep).about(origin, 1.0)
+    for fused in (True, False):
+        monkeypatch.setattr(_cuda, "FUSED_FULL", fused)
+        b = _cuda.gemm_stats(cp, cp.asarray(X), cp.asarray(w), ep, cp.asnumpy,
+                             chunk_bytes=300 * 8 * 200, slab=64).about(origin, 1.0)
+        for name in ("nk", "s1", "s2"):
+            np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
+                                       atol=1e-9, err_msg=f"{name} fused={fused}")
+        assert b.ll == pytest.approx(a.ll, rel=1e-12)
+
+
+@pytest.mark.skipif(SIM, reason="CuPy's cuBLAS needs a GPU")
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_diag_products_on_cupy(covariance_type, monkeypatch):
+    """On a GPU with CuPy: the 'diag' / 'spherical' product pass (zero weights,
+    chunks) and the engine's choice between it and the kernels give the CPU
+    engine's statistics; a fit on each path equals the CPU engine's fit."""
+    cp = pytest.importorskip("cupy")
+    X = make_data(n=1000, d=20, K=5)
+    w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
+    w[::9] = 0.0
+    ep = _ep(X, 5, covariance_type)
+    origin = np.zeros(20)
+    a = CPUEngine(X, w).stats(ep).about(origin, 1.0)
+    eng = CUDAEngine(X, w)
+    monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", _cuda.DIAG_PRODUCTS_Q)
+    assert eng._use_diag_products(ep)
+    got = [_cuda.diag_products(cp, cp.asarray(X), cp.asarray(w), ep, cp.asnumpy,
+                               chunk_bytes=300 * 8 * 52), eng.stats(ep)]
+    monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", 0.0)  # the kernels
+    assert not eng._use_diag_products(ep)
+    monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", None)
+    assert not eng._use_diag_products(ep)
+    got.append(eng.stats(ep))
+    for b in got:
+        b = b.about(origin, 1.0)
+        for name in ("nk", "s1", "s2"):
+            np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
+                                       atol=1e-9, err_msg=name)
+        assert b.ll == pytest.approx(a.ll, rel=1e-12)
+    for q in (_cuda.DIAG_PRODUCTS_Q, None):  # the fit on the products, then the kernels
+        monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", q)
+        ref = _fit(X, "cpu", n_components=5, covariance_type=covariance_type, random_state=0)
+        _same_model(ref, _fit(X, "cuda", n_components=5, covariance_type=covariance_type,
+                              random_state=0))
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_diag_products_equal_cpu(covariance_type):
+    """The 'diag' / 'spherical' matrix-product pass (CuPy on a GPU), run here in
+    NumPy: the CPU engine's statistics, weighted (zeros too), in chunks of 40 rows,
+    and the engine's rule for taking it: data within GEMM_DIAG_MAX_Q squared
+    standard deviations of the shift (DIAG_PRODUCTS_Q), not two tight components far
+    apart."""
+    X = make_data(n=150, d=9, K=3, dtype=np.float32)
+    w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
+    w[::7] = 0.0
+    ep = _ep(X.astype(np.float64), 3, covariance_type)
+    a = CPUEngine(X, w).stats(ep)
+    b = _cuda.diag_products(np, X, w, ep, np.asarray, chunk_bytes=40 * 8 * 26, slab=16)
+    origin = np.zeros(9)
+    a, b = a.about(origin, 1.0), b.about(origin, 1.0)
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
+                                   atol=1e-9, err_msg=name)
+    assert b.ll == pytest.approx(a.ll, rel=1e-12)
+    assert _cuda.diag_product_bound(ep, *_cuda.column_range(np, X, slab=16)) < 1e5
+    assert _cuda.DIAG_PRODUCTS_Q == 1e6
+    rng = np.random.RandomState(0)
+    T = np.concatenate([rng.normal(-1e4, 1e-3, (80, 3)), rng.normal(1e4, 1e-3, (70, 3))])
+    var = np.array([T[:80].var(0), T[80:].var(0)])
+    cov = var if covariance_type == "diag" else var.mean(1)
+    ept = estep_params(np.array([80, 70]) / 150, np.array([T[:80].mean(0), T[80:].mean(0)]),
+                       compute_precision_cholesky(cov, covariance_type),
+                       COV_CODES[covariance_type])
+    assert _cuda.diag_product_bound(ept, *_cuda.column_range(np, T)) > 1e12
+
+
+def test_column_range_by_slabs():
+    """Each feature's smallest and largest value, slab by slab and the rest."""
+    X = np.random.RandomState(0).standard_normal((150, 4)).astype(np.float32)
+    for slab in (16, 75, 100, 4096):
+        lo, hi = _cuda.column_range(np, X, slab=slab)
+        np.testing.assert_array_equal(lo, X.min(axis=0))
+        np.testing.assert_array_equal(hi, X.max(axis=0))
 
 
 def test_gemm_pass_tight_components_far_apart():
@@ -130,10 +238,11 @@ def test_gemm_pass_tight_components_far_apart():
 
     eps = np.finfo(np.float64).eps
     _, ma, ca = estimate_gaussian_parameters(CPUEngine(X).stats(ep), 0.0, eps, 150.0)
-    st = _cuda.gemm_stats(np, X, None, ep, np.asarray, slab=16)
-    _, mb, cb = estimate_gaussian_parameters(st, 0.0, eps, 150.0)
-    np.testing.assert_allclose(mb, ma, rtol=1e-13)
-    np.testing.assert_allclose(cb, ca, rtol=1e-6)
+    for form in (_cuda.gemm_stats, _cuda._full_rows):  # FUSED_FULL off and on
+        st = form(np, X, None, ep, np.asarray, slab=16)
+        _, mb, cb = estimate_gaussian_parameters(st, 0.0, eps, 150.0)
+        np.testing.assert_allclose(mb, ma, rtol=1e-13)
+        np.testing.assert_allclose(cb, ca, rtol=1e-6)
 
 
 def test_pass_does_not_depend_on_chunking(monkeypatch):
