@@ -15,7 +15,8 @@ a 'full' case of ``_cuda.GEMM_MIN_D`` features or more runs the matrix-product p
 both ways (``_cuda.FUSED_FULL``: the rows' kernel ``whiten_rows`` and one batched
 product, or CuPy's element-wise operations), and a 'diag' / 'spherical' case the
 tiled kernels, the per-row ones, and, from GEMM_MIN_D features, the product pass
-(``_cuda.GEMM_DIAG_MAX_Q`` = ``DIAG_PRODUCTS_Q``).
+(``_cuda.GEMM_DIAG_MAX_Q`` = ``DIAG_PRODUCTS_Q``); GPU_KERNELS_WAYS="fused,tiled"
+runs only the ways named (elementwise, fused, tiled, untiled, products).
 """
 
 import os
@@ -161,6 +162,9 @@ def main():
                 ways.append((" products", {"GEMM_DIAG_MAX_Q": _cuda.DIAG_PRODUCTS_Q}))
         elif not tiled_only and ct == "full" and d >= _cuda.GEMM_MIN_D:
             ways = [(" elementwise", {"FUSED_FULL": False}), (" fused", {"FUSED_FULL": True})]
+        only = os.environ.get("GPU_KERNELS_WAYS")  # e.g. "fused,tiled": those ways only
+        if only:
+            ways = [wp for wp in ways if wp[0].strip() in only.split(",")] or ways[:0]
         saved = {k: getattr(_cuda, k) for k in ("TILED_DIAG", "FUSED_FULL", "GEMM_DIAG_MAX_Q")}
         for way, patch in ways:
             for k, v in saved.items():

@@ -21,10 +21,11 @@ timeout 150 python3 bench/gpu_kernels.py $CASES 2>&1 | tee "$OUT/kernels.log"
 [ -n "$NO_BENCH" ] || GPU_BENCH_D=${GPU_BENCH_D:-64} GPU_BENCH_SKIP=${GPU_BENCH_SKIP:-fastgmm_cuda_untiled} \
   GPU_BENCH_BUDGET_S=200 timeout 260 python3 bench/gpu_bench.py "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -14
 if [ -n "$NCU" ] && command -v ncu >/dev/null; then
-  GPU_KERNELS_REPS=1 timeout 120 ncu --section SpeedOfLight --section Occupancy \
-    --section WarpStateStats --section LaunchStats --kernel-name-base mangled \
-    -k regex:"${NCU_KERNELS:-whiten_rows|sums_diag}" -c 2 \
-    python3 bench/gpu_kernels.py --tiled-only ${CASES%% *} > "$OUT/ncu.log" 2>&1
+  GPU_KERNELS_REPS=1 GPU_KERNELS_WAYS=fused,tiled timeout 120 ncu --section SpeedOfLight \
+    --section Occupancy --section WarpStateStats --section LaunchStats \
+    --kernel-name-base mangled -k regex:"${NCU_KERNELS:-whiten_rows|sums_diag}" -c 4 \
+    python3 bench/gpu_kernels.py 200000,64,32,full,float64 1000000,64,64,diag,float64 \
+    > "$OUT/ncu.log" 2>&1
   echo "ncu rc $?"; grep -E "Profiling|Duration|Registers Per|Achieved Occupancy|Issue Slots Busy" "$OUT/ncu.log" | cut -c1-150
 fi
 grep -E "^== " "$OUT/kernels.log"

@@ -61,7 +61,8 @@ GEMM_SLAB = 4096  # rows of a slab of the sums over rows (``tall_sum``)
 # form's cancellation (``diag_product_bound``, Q) is at most this: a log-density off by
 # at most about 4 eps Q (absolute), a variance by eps Q (relative); past it (tight
 # components far from the data's centre) the kernels. None: always the kernels, until
-# measured (as FUSED_FULL); the bound to try is DIAG_PRODUCTS_Q (1e-9, 2e-10).
+# measured (as FUSED_FULL); the bound to try is DIAG_PRODUCTS_Q (4 eps Q = 1e-9 of a
+# log-density, eps Q = 2e-10 of a variance).
 GEMM_DIAG_MAX_Q = None
 DIAG_PRODUCTS_Q = 1e6
 # 'diag' and 'spherical' passes on the tiled kernels (``lp_diag``, ``sums_diag``);
@@ -278,6 +279,7 @@ def tall_sum(xp, A, slab=None):
     return out[0] if vec else out
 
 
+@_quiet
 def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     """The EM pass as matrix products in the array namespace ``xp`` (CuPy: cuBLAS;
     NumPy in the tests), float64 whatever X's dtype, chunk by chunk ('full' and
@@ -372,11 +374,13 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
 
 def column_range(xp, X, slab=None):
     """Each feature's (smallest, largest) value over the rows of X (n, d), float64
-    on the host: slab by slab, then over the slabs (CuPy reduces a long column in
-    one block)."""
+    on the host: for C-ordered device arrays slab by slab, then over the slabs (CuPy
+    reduces a long column in one block); else in one call (no reshaping copy)."""
     slab = GEMM_SLAB if slab is None else slab
     n, d = X.shape
     s = n // slab if n >= 2 * slab else 0
+    if xp is np or not X.flags.c_contiguous:
+        s = 0
     lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
     parts = ([X[:s * slab].reshape(s, slab, d)] if s else []) + ([X[s * slab:]] if
                                                                  s * slab < n else [])
@@ -393,18 +397,23 @@ def _host(xp, a):
 
 
 def diag_product_bound(ep, lo, hi):
-    """max_k sum_a p_ka max(|lo_a - g_a|, |hi_a - g_a|)^2 (p the precisions, g the
-    pass's common shift): how many squared standard deviations the farthest corner
-    of the data lies from g for the narrowest component. The expanded form of the
-    'diag' / 'spherical' products cancels that much (relative rounding eps times
-    it in a log-density or a variance)."""
+    """max_k sum_a p_ka f_ka^2, f_ka = max(|lo_a - g_a|, |hi_a - g_a|, |mu_ka - g_a|)
+    (p the precisions, g the pass's common shift, lo / hi each feature's range): how
+    many squared standard deviations the farthest corner of the data (or a mean
+    beyond it, a given start's) lies from g for the narrowest component. The
+    expanded form of the 'diag' / 'spherical' products cancels that much (relative
+    rounding eps times it in a log-density or a variance). The precisions are the
+    pass's: a component that narrows within the pass is seen at the next one."""
     g = np.asarray(ep.gshift, dtype=np.float64)
-    far = np.maximum(np.abs(lo - g), np.abs(hi - g))
+    far = np.maximum(np.maximum(np.abs(lo - g), np.abs(hi - g))[None, :],
+                     np.abs(np.asarray(ep.means, dtype=np.float64) - g))
     if not np.all(np.isfinite(far)):
         return np.inf
-    return float(np.max((np.asarray(ep[2], dtype=np.float64) ** 2) @ (far * far)))
+    return float(np.max(np.sum(np.asarray(ep[2], dtype=np.float64) ** 2 * far * far,
+                               axis=1)))
 
 
+@_quiet
 def diag_products(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     """The 'diag' / 'spherical' EM pass as two matrix products a chunk (CuPy:
     cuBLAS; NumPy in the tests), float64 whatever X's dtype: with y = x - g and
@@ -478,15 +487,22 @@ def _gram_groups(xp, Y, slab, K, G):
         A = xp.asarray(a + np.uint64(Y.data.ptr))
         C = xp.asarray(np.arange(ns * K, dtype=np.uint64) * np.uint64(G * G * 8)
                        + np.uint64(P.data.ptr))
-        one, zero = np.ones(1), np.zeros(1)
-        # column-major: a group of a slab is a G x slab matrix, leading dimension L;
-        # C = A A^T (symmetric, so the same in row-major order)
-        cublas.dgemmBatched(xp.cuda.device.get_cublas_handle(), 0, 1, G, G, slab,
-                            one.ctypes.data, A.data.ptr, L, A.data.ptr, L,
-                            zero.ctypes.data, C.data.ptr, G, ns * K)
+        one, zero = np.ones(1), np.zeros(1)  # host scalars: host pointer mode
+        op_n, op_t, pointer_host = 0, 1, 0  # cuBLAS's CUBLAS_OP_N, _OP_T, _POINTER_MODE_HOST
+        handle = xp.cuda.device.get_cublas_handle()
+        mode = cublas.getPointerMode(handle)
+        cublas.setPointerMode(handle, pointer_host)
+        try:
+            # column-major: a group of a slab is a G x slab matrix, leading dimension
+            # L; C = A A^T (symmetric, so the same in row-major order)
+            cublas.dgemmBatched(handle, op_n, op_t, G, G, slab, one.ctypes.data, A.data.ptr,
+                                L, A.data.ptr, L, zero.ctypes.data, C.data.ptr, G, ns * K)
+        finally:
+            cublas.setPointerMode(handle, mode)
     return P.sum(axis=0)
 
 
+@_quiet
 def _full_rows(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     """``gemm_stats`` for 'full' with ``FUSED_FULL`` (see there)."""
     n, d = X.shape

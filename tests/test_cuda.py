@@ -48,6 +48,17 @@ def _same_model(a, b, rtol=1e-9, attrs=ATTRS):
     assert b.lower_bound_ == pytest.approx(a.lower_bound_, rel=rtol, abs=rtol)
 
 
+def _same_stats(b, a, label=""):
+    """Two passes' statistics, both about the origin per unit weight, agree to
+    rounding (nk, first and second moments, log-likelihood)."""
+    origin = np.zeros(a.s1.shape[1])
+    a, b = a.about(origin, 1.0), b.about(origin, 1.0)
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
+                                   atol=1e-9, err_msg=f"{name} {label}")
+    assert b.ll == pytest.approx(a.ll, rel=1e-12), label
+
+
 def _ep(X, K, ct, seed=0):
     weights, means, prec = start_params(X, K, ct, seed)
     cov = {"full": lambda: np.linalg.inv(prec), "tied": lambda: np.linalg.inv(prec)}.get(
@@ -64,15 +75,10 @@ def test_pass_statistics_equal_cpu(covariance_type, dtype):
     w = np.random.RandomState(1).uniform(0.2, 2.0, X.shape[0])
     ep = _ep(X.astype(np.float64), 3, covariance_type)
     a = CPUEngine(X, w).stats(ep)
-    b = CUDAEngine(X, w).stats(ep)
-    origin = np.zeros(3)
-    a, b = a.about(origin, 1.0), b.about(origin, 1.0)
-    for name in ("nk", "s1", "s2"):
-        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
-                                   atol=1e-9, err_msg=name)
-    assert b.ll == pytest.approx(a.ll, rel=1e-12)
+    _same_stats(CUDAEngine(X, w).stats(ep), a)
 
 
+@pytest.mark.filterwarnings("ignore:Host array used in CUDA kernel")  # NumPy on a GPU
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
 def test_zero_weight_rows_with_overflowing_values_add_nothing(covariance_type):
     """A row of weight zero adds nothing, whatever its values (1e200: |x - mu|^2
@@ -101,6 +107,7 @@ def test_zero_weight_rows_with_overflowing_values_add_nothing(covariance_type):
             np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
 
 
+@pytest.mark.filterwarnings("ignore:Host array used in CUDA kernel")  # NumPy on a GPU
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "elementwise"])
 @pytest.mark.parametrize("covariance_type,d", [("full", 3), ("full", 9), ("tied", 3)])
 def test_gemm_pass_equals_cpu(covariance_type, d, fused, monkeypatch):
@@ -108,19 +115,14 @@ def test_gemm_pass_equals_cpu(covariance_type, d, fused, monkeypatch):
     statistics, weighted, in chunks and slabs ('full' d = 9: more features than the
     simulator's threads on a row), 'full' in both forms (FUSED_FULL)."""
     monkeypatch.setattr(_cuda, "FUSED_FULL", fused)
-    X = make_data(n=150, d=d, K=3, dtype=np.float32)
+    X = make_data(n=150, d=d, K=3, dtype=np.float32)[:149]  # odd: a block's spare rows
     w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
     ep = _ep(X.astype(np.float64), 3, covariance_type)
     a = CPUEngine(X, w).stats(ep)
-    # chunks: 'tied' 40 rows; 'full' d = 3: 80 (70 in the last, padded to 5 slabs of
+    # chunks: 'tied' 40 rows; 'full' d = 3: 80 (69 in the last, padded to 5 slabs of
     # 16), d = 9: 32
-    b = _cuda.gemm_stats(np, X, w, ep, np.asarray, chunk_bytes=40 * 8 * 45, slab=16)
-    origin = np.zeros(d)
-    a, b = a.about(origin, 1.0), b.about(origin, 1.0)
-    for name in ("nk", "s1", "s2"):
-        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
-                                   atol=1e-9, err_msg=name)
-    assert b.ll == pytest.approx(a.ll, rel=1e-12)
+    _same_stats(_cuda.gemm_stats(np, X, w, ep, np.asarray, chunk_bytes=40 * 8 * 45,
+                                 slab=16), a)
 
 
 @pytest.mark.skipif(SIM, reason="CuPy's cuBLAS needs a GPU")
@@ -128,23 +130,21 @@ def test_gemm_pass_equals_cpu(covariance_type, d, fused, monkeypatch):
 def test_gemm_pass_on_cupy(dtype, monkeypatch):
     """On a GPU with CuPy: the 'full' matrix-product pass (the rows' kernel, the
     batched products per slab and component through cuBLAS, chunks whose last slab
-    is padded) gives the CPU engine's statistics, zero weights included, and so does
-    the CuPy form it replaced (FUSED_FULL off)."""
+    is padded, a last block with spare rows) gives the CPU engine's statistics (of
+    the data in float64), zero weights included, and so does the element-wise form
+    (FUSED_FULL off)."""
     cp = pytest.importorskip("cupy")
-    X = make_data(n=1000, d=20, K=5, dtype=dtype)
+    X = make_data(n=1000, d=20, K=5, dtype=dtype)[:999]  # odd: a block's spare rows
     w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
     w[::9] = 0.0
     ep = _ep(X.astype(np.float64), 5, "full")
-    origin = np.zeros(20)
-    a = CPUEngine(X, w).stats(ep).about(origin, 1.0)
+    # the reference in float64 (the CPU engine's tiled products of float32 data are
+    # float32; this pass's are float64 for any data)
+    a = CPUEngine(X.astype(np.float64), w).stats(ep)
     for fused in (True, False):
         monkeypatch.setattr(_cuda, "FUSED_FULL", fused)
-        b = _cuda.gemm_stats(cp, cp.asarray(X), cp.asarray(w), ep, cp.asnumpy,
-                             chunk_bytes=300 * 8 * 200, slab=64).about(origin, 1.0)
-        for name in ("nk", "s1", "s2"):
-            np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
-                                       atol=1e-9, err_msg=f"{name} fused={fused}")
-        assert b.ll == pytest.approx(a.ll, rel=1e-12)
+        _same_stats(_cuda.gemm_stats(cp, cp.asarray(X), cp.asarray(w), ep, cp.asnumpy,
+                                     chunk_bytes=300 * 8 * 200, slab=64), a, f"fused={fused}")
 
 
 @pytest.mark.skipif(SIM, reason="CuPy's cuBLAS needs a GPU")
@@ -154,12 +154,11 @@ def test_diag_products_on_cupy(covariance_type, monkeypatch):
     chunks) and the engine's choice between it and the kernels give the CPU
     engine's statistics; a fit on each path equals the CPU engine's fit."""
     cp = pytest.importorskip("cupy")
-    X = make_data(n=1000, d=20, K=5)
+    X = make_data(n=1000, d=20, K=5)[:999]
     w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
     w[::9] = 0.0
     ep = _ep(X, 5, covariance_type)
-    origin = np.zeros(20)
-    a = CPUEngine(X, w).stats(ep).about(origin, 1.0)
+    a = CPUEngine(X, w).stats(ep)
     eng = CUDAEngine(X, w)
     monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", _cuda.DIAG_PRODUCTS_Q)
     assert eng._use_diag_products(ep)
@@ -171,11 +170,7 @@ def test_diag_products_on_cupy(covariance_type, monkeypatch):
     assert not eng._use_diag_products(ep)
     got.append(eng.stats(ep))
     for b in got:
-        b = b.about(origin, 1.0)
-        for name in ("nk", "s1", "s2"):
-            np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
-                                       atol=1e-9, err_msg=name)
-        assert b.ll == pytest.approx(a.ll, rel=1e-12)
+        _same_stats(b, a)
     for q in (_cuda.DIAG_PRODUCTS_Q, None):  # the fit on the products, then the kernels
         monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", q)
         ref = _fit(X, "cpu", n_components=5, covariance_type=covariance_type, random_state=0)
@@ -183,6 +178,7 @@ def test_diag_products_on_cupy(covariance_type, monkeypatch):
                               random_state=0))
 
 
+@pytest.mark.filterwarnings("ignore:Host array used in CUDA kernel")  # NumPy on a GPU
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
 def test_diag_products_equal_cpu(covariance_type):
     """The 'diag' / 'spherical' matrix-product pass (CuPy on a GPU), run here in
@@ -195,13 +191,8 @@ def test_diag_products_equal_cpu(covariance_type):
     w[::7] = 0.0
     ep = _ep(X.astype(np.float64), 3, covariance_type)
     a = CPUEngine(X, w).stats(ep)
-    b = _cuda.diag_products(np, X, w, ep, np.asarray, chunk_bytes=40 * 8 * 26, slab=16)
-    origin = np.zeros(9)
-    a, b = a.about(origin, 1.0), b.about(origin, 1.0)
-    for name in ("nk", "s1", "s2"):
-        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10,
-                                   atol=1e-9, err_msg=name)
-    assert b.ll == pytest.approx(a.ll, rel=1e-12)
+    _same_stats(_cuda.diag_products(np, X, w, ep, np.asarray, chunk_bytes=40 * 8 * 26,
+                                    slab=16), a)
     assert _cuda.diag_product_bound(ep, *_cuda.column_range(np, X, slab=16)) < 1e5
     assert _cuda.DIAG_PRODUCTS_Q == 1e6
     rng = np.random.RandomState(0)
@@ -212,6 +203,12 @@ def test_diag_products_equal_cpu(covariance_type):
                        compute_precision_cholesky(cov, covariance_type),
                        COV_CODES[covariance_type])
     assert _cuda.diag_product_bound(ept, *_cuda.column_range(np, T)) > 1e12
+    # a mean far beyond the data (a given start's) counts too
+    cov = 1.0 / ep[2] ** 2 if covariance_type == "diag" else 1.0 / ep[2][:, 0] ** 2
+    far = estep_params(np.full(3, 1 / 3), ep.means + np.array([[0.0], [0.0], [1e6]]),
+                       compute_precision_cholesky(cov, covariance_type),
+                       COV_CODES[covariance_type])
+    assert _cuda.diag_product_bound(far, *_cuda.column_range(np, X)) > 1e10
 
 
 def test_column_range_by_slabs():
@@ -223,6 +220,7 @@ def test_column_range_by_slabs():
         np.testing.assert_array_equal(hi, X.max(axis=0))
 
 
+@pytest.mark.filterwarnings("ignore:Host array used in CUDA kernel")  # NumPy on a GPU
 def test_gemm_pass_tight_components_far_apart():
     """Two components of spread 1e-3, 2e4 apart: the covariances from the
     matrix-product pass are the CPU engine's (summing about the common shift lost
