@@ -459,7 +459,7 @@ def diag_products(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
         xp.multiply(y, y, out=F[:, :d])
         F[:, 2 * d] = 1.0
         LP = xp.matmul(W, F.T)  # (K, m): log p(x, k), then w r
-        kern.finish_rows[_grid(m), kern.NT](0, m, wc, kern.M_EM, LP, lse, no_lab)
+        kern.finish_rows[_grid(m), kern.NT](m, wc, kern.M_EM, LP, lse, no_lab)
         ll += float(tall_sum(xp, lse, slab))
         S += xp.matmul(LP, F)
     S = to_host(S)
@@ -696,10 +696,10 @@ class CUDAEngine(CPUEngine):
             if tiled:
                 nt = -(-m // kern.DTILE)
                 kern.sums_diag[(nt, -(-K // kern.BS), -(-D // kern.BS)), (kern.BT, kern.BT)](
-                    Xv, 0, m, wv, R_c, lv, _ACCUM_MODE[mode], shift_d, partial, 0)
+                    Xv, m, wv, R_c, lv, _ACCUM_MODE[mode], shift_d, partial)
             else:
-                acc[(nt, Kc), kern.NT](Xv, 0, m, wv, R_c, lv, _ACCUM_MODE[mode], shift_d,
-                                        gshift_d, EA, EB, ne, pooled_k, partial, 0)
+                acc[(nt, Kc), kern.NT](Xv, m, wv, R_c, lv, _ACCUM_MODE[mode], shift_d,
+                                        gshift_d, EA, EB, ne, pooled_k, partial)
             kern.reduce_tiles[_grid(Kc * E), kern.NT](partial, nt, out)
         tot = out.copy_to_host()
         ll = float(np.sum(ll_tiles.copy_to_host())) if ll_tiles is not None else 0.0
@@ -715,11 +715,11 @@ class CUDAEngine(CPUEngine):
         if self._tiled(ct):
             K = means.shape[0]
             kern.lp_diag[(-(-m // kern.BS), -(-K // kern.BS)), (kern.BT, kern.BT)](
-                Xv, 0, m, means, aux, log_det, log_w, LP)
-            kern.finish_rows[_grid(m), kern.NT](0, m, w, mode, LP, lse, lab)
+                Xv, m, means, aux, log_det, log_w, LP)
+            kern.finish_rows[_grid(m), kern.NT](m, w, mode, LP, lse, lab)
         else:
             kern.estep(ct, self.n_features)[_grid(m), kern.NT](
-                Xv, 0, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab)
+                Xv, m, w, means, pc, aux, log_det, log_w, mode, LP, lse, lab)
 
     def _to_stats(self, ct, tot, ll, shift, gshift, K):
         D = self.n_features

@@ -58,7 +58,7 @@ def _memo(key, build):
 
 
 @cuda.jit(device=True)
-def _finish(i, r, K, mx, best, w, mode, LP, lse_out, label_out):
+def _finish(i, K, mx, best, w, mode, LP, lse_out, label_out):
     """Row i's end of the E-step from its log p(x, k) in LP[:, i] (largest mx,
     first at ``best``): by ``mode`` the label, log p(x), r, or w r and w log p(x)."""
     if mode == M_LABEL:
@@ -74,7 +74,7 @@ def _finish(i, r, K, mx, best, w, mode, LP, lse_out, label_out):
         for k in range(K):
             LP[k, i] = math.exp(LP[k, i] - lse)
     else:  # M_EM: weighted responsibilities and log-likelihood
-        wi = 1.0 if w.shape[0] == 0 else w[r]
+        wi = 1.0 if w.shape[0] == 0 else w[i]
         if wi == 0.0:
             for k in range(K):
                 LP[k, i] = 0.0
@@ -93,17 +93,15 @@ def _build_estep(CT, D):
     const = -0.5 * D * LOG_2PI
 
     @cuda.jit
-    def kernel(X, row0, nrows, w, means, pc, aux, log_det, log_w, mode, LP, lse_out,
-               label_out):
+    def kernel(X, nrows, w, means, pc, aux, log_det, log_w, mode, LP, lse_out, label_out):
         i = cuda.grid(1)
         if i >= nrows:
             return
-        r = row0 + i
         K = means.shape[0]
         x = cuda.local.array(D, float64)
         y = cuda.local.array(D, float64)
         for a in range(D):
-            x[a] = X[r, a]
+            x[a] = X[i, a]
         if CT == TIED:  # y = x U once per row
             for j in range(D):
                 s = 0.0
@@ -135,7 +133,7 @@ def _build_estep(CT, D):
             if lp > mx:
                 mx = lp
                 best = k
-        _finish(i, r, K, mx, best, w, mode, LP, lse_out, label_out)
+        _finish(i, K, mx, best, w, mode, LP, lse_out, label_out)
 
     return kernel
 
@@ -154,8 +152,8 @@ def _build_accum(D, EPT):
     D1 = D + 1
 
     @cuda.jit
-    def kernel(X, row0, nrows, w, R, labels, mode, shift, gshift, EA, EB, n_ent, pooled_k,
-               partial, tile0):
+    def kernel(X, nrows, w, R, labels, mode, shift, gshift, EA, EB, n_ent, pooled_k,
+               partial):
         t = cuda.blockIdx.x
         kk = cuda.blockIdx.y
         tid = cuda.threadIdx.x
@@ -185,10 +183,10 @@ def _build_accum(D, EPT):
                 rr = q // D
                 a = q - rr * D
                 c = gshift[a] if pooled else shift[kk, a]
-                xs[rr, a] = X[row0 + b0 + rr, a] - c
+                xs[rr, a] = X[b0 + rr, a] - c
             for rr in range(tid, nb, NT):
                 xs[rr, D] = 1.0
-                row = row0 + b0 + rr
+                row = b0 + rr
                 wi = 1.0 if unit else w[row]
                 if pooled:
                     v = wi
@@ -212,7 +210,7 @@ def _build_accum(D, EPT):
         for j in range(EPT):
             e = tid + j * NT
             if e < ne:
-                partial[tile0 + t, kk, e] = acc[j]
+                partial[t, kk, e] = acc[j]
 
     return kernel
 
@@ -240,7 +238,7 @@ assert TILE % DTILE == 0
 
 
 @cuda.jit
-def lp_diag(X, row0, nrows, means, aux, log_det, log_w, LP):
+def lp_diag(X, nrows, means, aux, log_det, log_w, LP):
     """LP[k, i] = log p(x_i, k) for 'diag' / 'spherical' (aux: the precision
     factor per feature): a block of BS rows x BS components; the sum over features
     in order, as ``estep``'s."""
@@ -265,7 +263,7 @@ def lp_diag(X, row0, nrows, means, aux, log_det, log_w, LP):
             c = q // BA
             a = q - c * BA
             if a < na:
-                xs[a, c] = X[row0 + i0 + c, a0 + a] if i0 + c < nrows else 0.0
+                xs[a, c] = X[i0 + c, a0 + a] if i0 + c < nrows else 0.0
                 if k0 + c < K:
                     ms[a, c] = means[k0 + c, a0 + a]
                     ps[a, c] = aux[k0 + c, a0 + a]
@@ -293,7 +291,7 @@ def lp_diag(X, row0, nrows, means, aux, log_det, log_w, LP):
 
 
 @cuda.jit
-def finish_rows(row0, nrows, w, mode, LP, lse_out, label_out):
+def finish_rows(nrows, w, mode, LP, lse_out, label_out):
     """The E-step's end (``_finish``) for rows whose LP a tiled kernel wrote."""
     i = cuda.grid(1)
     if i >= nrows:
@@ -306,7 +304,7 @@ def finish_rows(row0, nrows, w, mode, LP, lse_out, label_out):
         if lp > mx:
             mx = lp
             best = k
-    _finish(i, row0 + i, K, mx, best, w, mode, LP, lse_out, label_out)
+    _finish(i, K, mx, best, w, mode, LP, lse_out, label_out)
 
 
 # ------------------------------------------- 'full', the matrix-product pass's rows
@@ -385,10 +383,10 @@ _SUMS_BOUNDS = {} if SIMULATOR else {"launch_bounds": (BT * BT, 2)}
 
 
 @cuda.jit(**_SUMS_BOUNDS)
-def sums_diag(X, row0, nrows, w, R, labels, mode, shift, partial, tile0):
+def sums_diag(X, nrows, w, R, labels, mode, shift, partial):
     """Per (DTILE-row tile t, BS components, BS features) block, with v the row's
     weight for component k (by ``mode``, as ``accum``'s) and y = x_a - shift[k, a]:
-    partial[tile0 + t, k] = (sum v, sum v y_a (a < D), sum v y_a^2 (a < D)), the
+    partial[t, k] = (sum v, sum v y_a (a < D), sum v y_a^2 (a < D)), the
     rows in order; the layout of ``accum``'s 'diag' table. The next row's operands
     are loaded from shared memory while the current row's are added (on an H200,
     1M x 64, K = 64: 2.72-2.79 against 3.04 ms a pass without that, the same bits)."""
@@ -430,7 +428,7 @@ def sums_diag(X, row0, nrows, w, R, labels, mode, shift, partial, tile0):
             if rr < nb and k >= K:
                 rs[rr, c] = 0.0  # no component: zeros, not stale numbers, in its lanes
             elif rr < nb:
-                row = row0 + b0 + rr
+                row = b0 + rr
                 if mode == A_EM:
                     v = R[k, b0 + rr]
                 else:
@@ -444,7 +442,7 @@ def sums_diag(X, row0, nrows, w, R, labels, mode, shift, partial, tile0):
             rr = q // BS
             a = q - rr * BS
             if rr < nb:
-                xs[rr, a] = X[row0 + b0 + rr, a0 + a] if a0 + a < D else 0.0
+                xs[rr, a] = X[b0 + rr, a0 + a] if a0 + a < D else 0.0
         cuda.syncthreads()
         for l in range(MT):
             xn[l] = xs[0, tx + BT * l]
@@ -472,12 +470,12 @@ def sums_diag(X, row0, nrows, w, R, labels, mode, shift, partial, tile0):
         k = k0 + ty + BT * j
         if k < K:
             if a0 == 0 and tx == 0:
-                partial[tile0 + t, k, 0] = nk[j]
+                partial[t, k, 0] = nk[j]
             for l in range(MT):
                 a = a0 + tx + BT * l
                 if a < D:
-                    partial[tile0 + t, k, 1 + a] = s1[j, l]
-                    partial[tile0 + t, k, 1 + D + a] = s2[j, l]
+                    partial[t, k, 1 + a] = s1[j, l]
+                    partial[t, k, 1 + D + a] = s2[j, l]
 
 
 @cuda.jit
