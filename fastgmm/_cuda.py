@@ -57,6 +57,7 @@ MAX_FEATURES = {FULL: 256, TIED: 256, DIAG: 2047, SPHERICAL: 2047}
 GEMM_MIN_D = 16
 GEMM_CHUNK_BYTES = 512 << 20  # the largest temporary of a GEMM pass at most
 GEMM_SLAB = 4096  # rows of a slab of the sums over rows (``tall_sum``)
+RANGE_ROWS = 1 << 16  # host rows a block of ``column_range``
 # 'diag' / 'spherical' as matrix products (``diag_products``) where the expanded
 # form's cancellation (``diag_product_bound``, Q) is at most this: a log-density off by
 # at most about 4 eps Q (absolute), a variance by eps Q (relative); past it (tight
@@ -303,6 +304,8 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
 
     Results are fixed for a given GPU and library versions (cuBLAS picks its
     algorithms per architecture), not across GPUs as the kernels' are."""
+    if ep.ct == FULL and FUSED_FULL:
+        return _full_rows(xp, X, w, ep, to_host, chunk_bytes, slab)
     cp = xp
     ct = ep.ct
     n, d = X.shape
@@ -311,8 +314,6 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
     g = np.asarray(ep.gshift, dtype=np.float64)
     mg = means - g
     c0_const = cp.asarray(log_w + log_det - 0.5 * d * kern.LOG_2PI)
-    if ct == FULL and FUSED_FULL:
-        return _full_rows(xp, X, w, ep, to_host, chunk_bytes, slab)
     if ct == FULL:
         Ucat = cp.asarray(np.ascontiguousarray(np.concatenate(list(pc), axis=1)))
         bcat = cp.asarray(np.einsum("ka,kab->kb", mg, pc).reshape(-1))
@@ -362,38 +363,48 @@ def gemm_stats(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
             s2[0, :d] += Xw.T @ Xc
             s2[0, d] += tall_sum(cp, Xw, slab)
     nk, s1, s2 = to_host(nk), to_host(s1), to_host(s2)
-    if ct == FULL:  # whitened sums about each mean -> x coordinates about the means
-        shift = np.array(means, dtype=np.float64)
-        s1x, s2x = np.zeros_like(s1), np.zeros_like(s2)
-        whitened_to_shift(nk, np.ascontiguousarray(s1), np.ascontiguousarray(s2),
-                          np.ascontiguousarray(pc, dtype=np.float64), shift, shift, s1x, s2x)
-        return Stats(ct, nk, s1x, s2x, ll, shift, g.copy())
+    if ct == FULL:
+        return _whitened_stats(nk, s1, s2, ll, ep)
     shift = np.array(np.broadcast_to(g, (K, d)))
     return Stats(ct, nk, s1, s2, ll, shift, g.copy())
 
 
-def column_range(xp, X, slab=None):
+def _whitened_stats(nk, s1, s2, ll, ep):
+    """'full' sums in each component's whitened coordinates about its mean (host
+    arrays) moved back to x coordinates about the means (``whitened_to_shift``, as
+    the CPU's tiled path)."""
+    shift = np.array(ep.means, dtype=np.float64)
+    s1x, s2x = np.zeros_like(s1), np.zeros_like(s2)
+    whitened_to_shift(nk, np.ascontiguousarray(s1), np.ascontiguousarray(s2),
+                      np.ascontiguousarray(ep[1], dtype=np.float64), shift, shift, s1x, s2x)
+    return Stats(FULL, nk, s1x, s2x, ll, shift, np.array(ep.gshift, dtype=np.float64))
+
+
+def column_range(xp, X, rows=None):
     """Each feature's (smallest, largest) value over the rows of X (n, d), float64
-    on the host: for C-ordered device arrays slab by slab, then over the slabs (CuPy
-    reduces a long column in one block); else in one call (no reshaping copy)."""
-    slab = GEMM_SLAB if slab is None else slab
+    on the host. Host rows (a memmap perhaps) ``rows`` (RANGE_ROWS) at a time, each
+    block read once for both; C-ordered device rows by slabs of ``rows``
+    (GEMM_SLAB), then over the slabs (CuPy reduces a long column in one block);
+    other device layouts in one call."""
     n, d = X.shape
-    s = n // slab if n >= 2 * slab else 0
-    if xp is np or not X.flags.c_contiguous:
-        s = 0
     lo, hi = np.full(d, np.inf), np.full(d, -np.inf)
+    if xp is np:
+        rows = RANGE_ROWS if rows is None else rows
+        for r0 in range(0, n, rows):
+            B = np.asarray(X[r0:r0 + rows])
+            lo = np.minimum(lo, B.min(axis=0))
+            hi = np.maximum(hi, B.max(axis=0))
+        return lo, hi
+    slab = GEMM_SLAB if rows is None else rows
+    s = n // slab if n >= 2 * slab and X.flags.c_contiguous else 0
     parts = ([X[:s * slab].reshape(s, slab, d)] if s else []) + ([X[s * slab:]] if
                                                                  s * slab < n else [])
     for P in parts:  # a slab's values, then the slabs'
         low = P.min(axis=1).min(axis=0) if P.ndim == 3 else P.min(axis=0)
         high = P.max(axis=1).max(axis=0) if P.ndim == 3 else P.max(axis=0)
-        lo = np.minimum(lo, np.asarray(_host(xp, low), dtype=np.float64))
-        hi = np.maximum(hi, np.asarray(_host(xp, high), dtype=np.float64))
+        lo = np.minimum(lo, xp.asnumpy(low).astype(np.float64))
+        hi = np.maximum(hi, xp.asnumpy(high).astype(np.float64))
     return lo, hi
-
-
-def _host(xp, a):
-    return a if xp is np else xp.asnumpy(a)
 
 
 def diag_product_bound(ep, lo, hi):
@@ -544,14 +555,8 @@ def _full_rows(xp, X, w, ep, to_host, chunk_bytes=None, slab=None):
         ll += float(tall_sum(xp, ll_rows[:m], slab))
         gram += _gram_groups(xp, Y, slab, K, G)
     gram = to_host(gram)
-    nk = np.ascontiguousarray(gram[:, d, d])
-    s1 = np.ascontiguousarray(gram[:, :d, d])
-    s2 = np.ascontiguousarray(gram[:, :d, :d])
-    shift = np.array(means, dtype=np.float64)
-    s1x, s2x = np.zeros_like(s1), np.zeros_like(s2)
-    whitened_to_shift(nk, s1, s2, np.ascontiguousarray(pc, dtype=np.float64), shift, shift,
-                      s1x, s2x)
-    return Stats(FULL, nk, s1x, s2x, ll, shift, g.copy())
+    return _whitened_stats(np.ascontiguousarray(gram[:, d, d]), gram[:, :d, d],
+                           gram[:, :d, :d], ll, ep)
 
 
 class CUDAEngine(CPUEngine):
@@ -737,9 +742,21 @@ class CUDAEngine(CPUEngine):
             s2[:, 0, :] = tot[:K, D + 1:2 * D + 1]
         return Stats(ct, nk, s1, s2, ll, shift, gshift)
 
-    def _use_gemm(self, ct):
-        return (ct in (FULL, TIED) and GEMM_MIN_D is not None
-                and self.n_features >= GEMM_MIN_D and _cupy() is not None)
+    def _use_gemm(self, ep):
+        """Whether the pass at ``ep`` runs as matrix products: from GEMM_MIN_D
+        features where CuPy is there; 'diag' / 'spherical' only within
+        GEMM_DIAG_MAX_Q (each feature's range found once a call)."""
+        cp = _cupy()
+        if GEMM_MIN_D is None or cp is None or self.n_features < GEMM_MIN_D:
+            return False
+        if ep.ct in (FULL, TIED):
+            return True
+        if GEMM_DIAG_MAX_Q is None:
+            return False
+        if self._range is None:
+            X = self.Xh if self.Xh is not None else cp.asarray(self.Xd)
+            self._range = column_range(np if self.Xh is not None else cp, X)
+        return diag_product_bound(ep, *self._range) <= GEMM_DIAG_MAX_Q
 
     # ----------------------------------------------------- the driver's API
     given_stats = _quiet(CPUEngine.given_stats)
@@ -749,10 +766,7 @@ class CUDAEngine(CPUEngine):
         """One fused E+M pass at ``ep``: matrix products from GEMM_MIN_D features
         (where CuPy is there; for 'diag' / 'spherical' only within
         GEMM_DIAG_MAX_Q), else the kernels of ``_cuda_kernels``."""
-        products = self._use_gemm(ep.ct)
-        if ep.ct in (DIAG, SPHERICAL):
-            products = self._use_diag_products(ep)
-        if products:
+        if self._use_gemm(ep):
             cp = _cupy()
             w = cp.asarray(self.wd) if self.wd.shape[0] else None
             X = self.Xh if self.Xh is not None else cp.asarray(self.Xd)
@@ -760,18 +774,6 @@ class CUDAEngine(CPUEngine):
                 return diag_products(cp, X, w, ep, cp.asnumpy)
             return gemm_stats(cp, X, w, ep, cp.asnumpy)
         return CPUEngine.stats(self, ep)
-
-    def _use_diag_products(self, ep):
-        cp = _cupy()
-        if (GEMM_DIAG_MAX_Q is None or GEMM_MIN_D is None or cp is None
-                or self.n_features < GEMM_MIN_D):
-            return False
-        if self._range is None:  # once a call: each feature's smallest and largest value
-            if self.Xh is not None:
-                self._range = column_range(np, self.Xh)
-            else:
-                self._range = column_range(cp, cp.asarray(self.Xd))
-        return diag_product_bound(ep, *self._range) <= GEMM_DIAG_MAX_Q
 
     @_quiet
     def log_prob(self, ep, out):

@@ -161,16 +161,19 @@ def test_diag_products_on_cupy(covariance_type, monkeypatch):
     a = CPUEngine(X, w).stats(ep)
     eng = CUDAEngine(X, w)
     monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", _cuda.DIAG_PRODUCTS_Q)
-    assert eng._use_diag_products(ep)
+    assert eng._use_gemm(ep)
     got = [_cuda.diag_products(cp, cp.asarray(X), cp.asarray(w), ep, cp.asnumpy,
                                chunk_bytes=300 * 8 * 52), eng.stats(ep)]
     monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", 0.0)  # the kernels
-    assert not eng._use_diag_products(ep)
+    assert not eng._use_gemm(ep)
     monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", None)
-    assert not eng._use_diag_products(ep)
+    assert not eng._use_gemm(ep)
     got.append(eng.stats(ep))
     for b in got:
         _same_stats(b, a)
+    Xd = cp.asarray(X)  # the device rows' range by slabs of 64 and the rest
+    for got_x, want in zip(_cuda.column_range(cp, Xd, 64), (X.min(axis=0), X.max(axis=0))):
+        np.testing.assert_array_equal(got_x, want)
     for q in (_cuda.DIAG_PRODUCTS_Q, None):  # the fit on the products, then the kernels
         monkeypatch.setattr(_cuda, "GEMM_DIAG_MAX_Q", q)
         ref = _fit(X, "cpu", n_components=5, covariance_type=covariance_type, random_state=0)
@@ -193,7 +196,7 @@ def test_diag_products_equal_cpu(covariance_type):
     a = CPUEngine(X, w).stats(ep)
     _same_stats(_cuda.diag_products(np, X, w, ep, np.asarray, chunk_bytes=40 * 8 * 26,
                                     slab=16), a)
-    assert _cuda.diag_product_bound(ep, *_cuda.column_range(np, X, slab=16)) < 1e5
+    assert _cuda.diag_product_bound(ep, *_cuda.column_range(np, X, rows=16)) < 1e5
     assert _cuda.DIAG_PRODUCTS_Q == 1e6
     rng = np.random.RandomState(0)
     T = np.concatenate([rng.normal(-1e4, 1e-3, (80, 3)), rng.normal(1e4, 1e-3, (70, 3))])
@@ -211,11 +214,12 @@ def test_diag_products_equal_cpu(covariance_type):
     assert _cuda.diag_product_bound(far, *_cuda.column_range(np, X)) > 1e10
 
 
-def test_column_range_by_slabs():
-    """Each feature's smallest and largest value, slab by slab and the rest."""
+def test_column_range_by_blocks():
+    """Each feature's smallest and largest value, block by block and the rest."""
     X = np.random.RandomState(0).standard_normal((150, 4)).astype(np.float32)
-    for slab in (16, 75, 100, 4096):
-        lo, hi = _cuda.column_range(np, X, slab=slab)
+    X[15, 0], X[74, 1], X[99, 2], X[149, 3] = 9.0, -9.0, 9.0, -9.0  # blocks' last rows
+    for rows in (16, 75, 100, 4096):  # host rows a block at a time
+        lo, hi = _cuda.column_range(np, X, rows=rows)
         np.testing.assert_array_equal(lo, X.min(axis=0))
         np.testing.assert_array_equal(hi, X.max(axis=0))
 
