@@ -29,10 +29,11 @@ import threading
 
 import numpy as np
 
-from ._estep import (FULL, QUAD_ROWS, SPHERICAL, TIED, TILE_BLOCK, block_log_prob_diag,
-                     block_log_prob_full, block_log_prob_spherical, quad_log_prob,
-                     block_log_prob_tiles, block_log_prob_tied, block_ll, centre_block,
-                     load_block, resp_sums, stage_rows, whitened_chunk)
+from ._estep import (DIAG, FULL, QUAD_ROWS, SPHERICAL, TIED, TILE_BLOCK, block_log_prob_diag,
+                     block_log_prob_diag_centred, block_log_prob_full,
+                     block_log_prob_spherical, block_log_prob_tiles, block_log_prob_tied,
+                     block_ll, centre_block, expanded_ok, load_block, quad_log_prob, resp_sums,
+                     stage_rows, whitened_chunk)
 from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner, next_chunk, wide_vectors
 from ._small import acc_full_small, lp_full_small
 
@@ -505,6 +506,91 @@ def _blank_unweighted(wb, B, rows, cols, point):
                     rows[i, a] = point[a]
 
 
+@jit_inner()
+def _add_moved(s1, s2, k, a, S1, S2, c, t):
+    """One block's sums of w x' and w x'^2 (rows centred on gshift; t the block's
+    sum of w) added to s1, s2 about the centre c = shift - gshift."""
+    s1[k, a] += S1 - c * t
+    s2[k, 0, a] += S2 - c * (2.0 * S1 - c * t)
+
+
+@jit_inner()
+def _block_moments_centred(XT, B, wb, R, centre, nk, s1, s2, W):
+    """'diag' and 'spherical' moments from rows centred on gshift (XT,
+    ``_estep.load_block`` given gshift): sum w x' and sum w x'^2 a component and
+    feature, two fused multiply-adds a (row, component, feature) and a square per
+    four components (against four operations about each component's shift: x - c,
+    w (x - c) and two sums), moved to about the shift once a block (``_add_moved``;
+    the rounding bound is ``_estep.expanded_ok``'s). Four components and two
+    features a sweep of the rows (each x and weight loaded once for all the sums it
+    enters; the squares made in the sweep: kept in an array of their own, written
+    with the centred rows, the pass was slower below K = 16). W (4, B) is scratch
+    for the four components' weights; components beyond a multiple of four one at
+    a time."""
+    wide_vectors()
+    K, d = centre.shape
+    k0 = 0
+    while k0 + 4 <= K:
+        t0 = _weights_of(wb, R, k0, B, W[0])
+        t1 = _weights_of(wb, R, k0 + 1, B, W[1])
+        t2 = _weights_of(wb, R, k0 + 2, B, W[2])
+        t3 = _weights_of(wb, R, k0 + 3, B, W[3])
+        nk[k0] += t0
+        nk[k0 + 1] += t1
+        nk[k0 + 2] += t2
+        nk[k0 + 3] += t3
+        if t0 == 0.0 and t1 == 0.0 and t2 == 0.0 and t3 == 0.0:
+            k0 += 4
+            continue
+        j = 0
+        while j < d:
+            j1 = j + 1 if j + 1 < d else j  # an odd d's last feature twice, kept once
+            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = 0.0
+            r00 = r01 = r10 = r11 = r20 = r21 = r30 = r31 = 0.0
+            for i in range(B):
+                x0, x1 = XT[j, i], XT[j1, i]
+                y0, y1 = x0 * x0, x1 * x1
+                w0, w1, w2, w3 = W[0, i], W[1, i], W[2, i], W[3, i]
+                s00 += w0 * x0
+                s01 += w0 * x1
+                r00 += w0 * y0
+                r01 += w0 * y1
+                s10 += w1 * x0
+                s11 += w1 * x1
+                r10 += w1 * y0
+                r11 += w1 * y1
+                s20 += w2 * x0
+                s21 += w2 * x1
+                r20 += w2 * y0
+                r21 += w2 * y1
+                s30 += w3 * x0
+                s31 += w3 * x1
+                r30 += w3 * y0
+                r31 += w3 * y1
+            _add_moved(s1, s2, k0, j, s00, r00, centre[k0, j], t0)
+            _add_moved(s1, s2, k0 + 1, j, s10, r10, centre[k0 + 1, j], t1)
+            _add_moved(s1, s2, k0 + 2, j, s20, r20, centre[k0 + 2, j], t2)
+            _add_moved(s1, s2, k0 + 3, j, s30, r30, centre[k0 + 3, j], t3)
+            if j1 > j:
+                _add_moved(s1, s2, k0, j1, s01, r01, centre[k0, j1], t0)
+                _add_moved(s1, s2, k0 + 1, j1, s11, r11, centre[k0 + 1, j1], t1)
+                _add_moved(s1, s2, k0 + 2, j1, s21, r21, centre[k0 + 2, j1], t2)
+                _add_moved(s1, s2, k0 + 3, j1, s31, r31, centre[k0 + 3, j1], t3)
+            j += 2
+        k0 += 4
+    for k in range(k0, K):
+        t = _weights_of(wb, R, k, B, W[0])
+        nk[k] += t
+        if t == 0.0:
+            continue
+        for a in range(d):
+            sa = ra = 0.0
+            for i in range(B):
+                sa += W[0, i] * XT[a, i]
+                ra += W[0, i] * (XT[a, i] * XT[a, i])
+            _add_moved(s1, s2, k, a, sa, ra, centre[k, a], t)
+
+
 _KERNELS = {}
 _KERNELS_LOCK = threading.Lock()  # one build of each, whatever the threads
 
@@ -558,7 +644,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         ones = np.ones(bs)
         RB = np.empty((K, bs))
         lse, mx, wr = np.empty(bs), np.empty(bs), np.empty(bs)
-        W2 = np.empty((2, bs))
+        W2 = np.empty((4, bs))
         scale = np.empty(bs, dtype=np.int64)
         XT = np.empty((d, bs))
         Xs = stage_rows(d, bs)
@@ -568,6 +654,14 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         for k in range(K):
             for a in range(d):
                 centre[k, a] = shift[k, a] - gshift[a]
+        # 'diag' and 'spherical' EM passes on rows centred on gshift where the rounding
+        # allows (``_estep.expanded_ok``): cm, mp the centred means and their products
+        # with the factors
+        CEN = MODE == MODE_EM and TL == 0 and (CT == DIAG or CT == SPHERICAL)
+        cm, mp = np.empty((K, d)), np.empty((K, d))
+        centred = False
+        if CEN:  # a constant: other passes compile none of it
+            centred = expanded_ok(means, aux, gshift, cm, mp)
         # float64 tiled EM by quadratic features: aux holds their weights (quad_params)
         quad = TL == 1 and MODE == MODE_EM and aux.shape[0] > 0
         nq = aux.shape[1] if quad else 0
@@ -601,8 +695,16 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                         Z = np.empty((_z_keep(ucat), ucat.shape[2], B), dtype=ucat.dtype)
                         Ys = np.empty((ucat.shape[2], B), dtype=ucat.dtype)
                         block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, RB, Z, Ys)
+                elif CEN and centred:
+                    load_block(X, start, stop, XT, Xs, gshift)
+                    if not unit:
+                        _blank_unweighted(wb, B, XT, True, centre[0])
+                    if CT == SPHERICAL:
+                        block_log_prob_spherical(XT, B, cm, aux, log_det, log_w, RB)
+                    else:
+                        block_log_prob_diag_centred(XT, B, mp, aux, log_det, log_w, RB)
                 else:
-                    load_block(X, start, stop, XT, Xs)
+                    load_block(X, start, stop, XT, Xs, zero_d)
                     if not unit:
                         _blank_unweighted(wb, B, XT, True, shift[0])
                     if MODE == MODE_EM:
@@ -644,6 +746,8 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                     _block_first_moments(XT, B, wb, RB, shift, nk[c], s1[c], wr)
                     if s2.shape[2] > 0:  # s2 without rows: the pooled sums are known
                         _scatter(XT, B, gshift, wb, D, s2[c, 0, d], s2[c, 0, :d])
+                elif CEN and centred:
+                    _block_moments_centred(XT, B, wb, RB, centre, nk[c], s1[c], s2[c], W2)
                 else:
                     _block_accumulate_diag(XT, B, wb, RB, shift, nk[c], s1[c], s2[c], W2)
             if quad:

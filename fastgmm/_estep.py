@@ -66,16 +66,17 @@ STAGE_MIN_D = 16  # from this many features a block is staged and moved by 8 x 8
 
 
 @jit_inner()
-def load_block(X, start, stop, XT, Xs):
-    """Rows [start, stop) of X (any dtype or layout), transposed into XT (d, B) as
-    float64: the inner loops then run over contiguous rows and vectorise. From
-    STAGE_MIN_D features on, the rows are first copied as they lie into Xs (B, d)
-    (one sequential read of X) and moved from there by 8 x 8 tiles, whose constant
-    loops LLVM turns into register shuffles (a column of XT written a row at a time
-    misses the cache on every store: its rows are 2 KiB apart). Tiles read straight
-    from X (eight rows, eight features at a time) took 5.6 ms for 200k x 25 on one
-    core, 2.9 for 100k x 32, 12.0 for 200k x 64; staged 3.2, 2.4, 8.4. Xs has
-    BLOCK rows from STAGE_MIN_D features on, none below (unused there)."""
+def load_block(X, start, stop, XT, Xs, gshift):
+    """Rows [start, stop) of X (any dtype or layout) minus gshift (zeros: the rows
+    as they are, x - 0 being x), transposed into XT (d, B) as float64: the inner
+    loops then run over contiguous rows and vectorise. From STAGE_MIN_D features
+    on, the rows are first copied as they lie into Xs (B, d) (one sequential read
+    of X) and moved from there by 8 x 8 tiles, whose constant loops LLVM turns
+    into register shuffles (a column of XT written a row at a time misses the
+    cache on every store: its rows are 2 KiB apart). Tiles read straight from X
+    (eight rows, eight features at a time) took 5.6 ms for 200k x 25 on one core,
+    2.9 for 100k x 32, 12.0 for 200k x 64; staged 3.2, 2.4, 8.4. Xs has BLOCK rows
+    from STAGE_MIN_D features on, none below (unused there)."""
     wide_vectors()
     B, d = stop - start, X.shape[1]
     if d >= STAGE_MIN_D:
@@ -87,20 +88,21 @@ def load_block(X, start, stop, XT, Xs):
             a0 = 0
             while a0 + 8 <= d:
                 for a in range(8):
+                    g = gshift[a0 + a]
                     for i in range(8):
-                        XT[a0 + a, i0 + i] = Xs[i0 + i, a0 + a]
+                        XT[a0 + a, i0 + i] = Xs[i0 + i, a0 + a] - g
                 a0 += 8
             for a in range(a0, d):
                 for i in range(8):
-                    XT[a, i0 + i] = Xs[i0 + i, a]
+                    XT[a, i0 + i] = Xs[i0 + i, a] - gshift[a]
             i0 += 8
         for i in range(i0, B):
             for a in range(d):
-                XT[a, i] = Xs[i, a]
+                XT[a, i] = Xs[i, a] - gshift[a]
     else:  # a row at a time (reading X along its rows) is faster below 16 features
         for i in range(B):
             for a in range(d):
-                XT[a, i] = X[start + i, a]
+                XT[a, i] = X[start + i, a] - gshift[a]
 
 
 @jit_inner()
@@ -333,6 +335,110 @@ def block_log_prob_spherical(XT, B, means, aux, log_det, log_w, LP):
         for i in range(B):
             LP[k, i] = c0 + q * LP[k, i]
 
+
+
+# 'diag' and 'spherical' EM passes on rows centred on gshift (``expanded_ok``): the
+# log-densities of 'diag' in two fused multiply-adds a (row, component, feature)
+# instead of three, and the moments (``_accumulate._block_moments_centred``) in two
+# and a quarter (a square per four components) instead of four
+EXPANDED_MAX_Q = 1e4
+
+
+@jit_inner()
+def expanded_ok(means, aux, gshift, cm, mp):
+    """cm = means - gshift and mp = cm aux (the precision factor per feature); True
+    where the centred forms keep their digits: every component's mean within
+    sqrt(EXPANDED_MAX_Q) of its own standard deviations of gshift, so that the
+    moments taken about gshift and moved to the component's mean lose at most
+    EXPANDED_MAX_Q eps of the variance (about 2e-12 relative; scikit-learn's own
+    'diag' sums, taken about the origin, lose eps |mean|^2 / variance)."""
+    wide_vectors()
+    K, d = means.shape
+    ok = True
+    for k in range(K):
+        for a in range(d):
+            c = means[k, a] - gshift[a]
+            v = c * aux[k, a]
+            cm[k, a] = c
+            mp[k, a] = v
+            ok = ok and v * v <= EXPANDED_MAX_Q  # (False for NaN)
+    return ok
+
+
+@jit_inner()
+def _maha_centred_one(XT, B, mp, aux, k, LP):
+    """LP[k, :B] = sum_j (x'_j aux_kj - mp_kj)^2 over centred rows x'."""
+    wide_vectors()
+    d = mp.shape[1]
+    for i in range(B):
+        LP[k, i] = 0.0
+    j = 0
+    while j + 4 <= d:
+        a0, a1, a2, a3 = mp[k, j], mp[k, j + 1], mp[k, j + 2], mp[k, j + 3]
+        p0, p1, p2, p3 = aux[k, j], aux[k, j + 1], aux[k, j + 2], aux[k, j + 3]
+        for i in range(B):
+            u0 = XT[j, i] * p0 - a0
+            u1 = XT[j + 1, i] * p1 - a1
+            u2 = XT[j + 2, i] * p2 - a2
+            u3 = XT[j + 3, i] * p3 - a3
+            LP[k, i] += (u0 * u0 + u1 * u1) + (u2 * u2 + u3 * u3)
+        j += 4
+    while j < d:
+        a0, p0 = mp[k, j], aux[k, j]
+        for i in range(B):
+            u0 = XT[j, i] * p0 - a0
+            LP[k, i] += u0 * u0
+        j += 1
+
+
+@jit_inner()
+def block_log_prob_diag_centred(XT, B, mp, aux, log_det, log_w, LP):
+    """``block_log_prob_diag`` on rows centred on gshift (``load_block``), with
+    mp = (means - gshift) aux from ``expanded_ok``: each term x' p - m' p is one
+    fused multiply-add (m' p read from memory: computed in the loop, LLVM folds
+    x' p - m' p back into (x' - m') p)."""
+    wide_vectors()
+    K, d = mp.shape
+    const = -0.5 * d * LOG_2PI
+    for k0 in range(0, K - 1, 2):
+        k1 = k0 + 1
+        for i in range(B):
+            LP[k0, i] = 0.0
+            LP[k1, i] = 0.0
+        j = 0
+        while j + 4 <= d:
+            a0, a1, a2, a3 = mp[k0, j], mp[k0, j + 1], mp[k0, j + 2], mp[k0, j + 3]
+            p0, p1, p2, p3 = aux[k0, j], aux[k0, j + 1], aux[k0, j + 2], aux[k0, j + 3]
+            b0, b1, b2, b3 = mp[k1, j], mp[k1, j + 1], mp[k1, j + 2], mp[k1, j + 3]
+            q0, q1, q2, q3 = aux[k1, j], aux[k1, j + 1], aux[k1, j + 2], aux[k1, j + 3]
+            for i in range(B):
+                x0, x1, x2, x3 = XT[j, i], XT[j + 1, i], XT[j + 2, i], XT[j + 3, i]
+                u0 = x0 * p0 - a0
+                u1 = x1 * p1 - a1
+                u2 = x2 * p2 - a2
+                u3 = x3 * p3 - a3
+                v0 = x0 * q0 - b0
+                v1 = x1 * q1 - b1
+                v2 = x2 * q2 - b2
+                v3 = x3 * q3 - b3
+                LP[k0, i] += (u0 * u0 + u1 * u1) + (u2 * u2 + u3 * u3)
+                LP[k1, i] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+            j += 4
+        while j < d:
+            a0, p0, b0, q0 = mp[k0, j], aux[k0, j], mp[k1, j], aux[k1, j]
+            for i in range(B):
+                x0 = XT[j, i]
+                u0 = x0 * p0 - a0
+                v0 = x0 * q0 - b0
+                LP[k0, i] += u0 * u0
+                LP[k1, i] += v0 * v0
+            j += 1
+    if K % 2 == 1:
+        _maha_centred_one(XT, B, mp, aux, K - 1, LP)
+    for k in range(K):
+        c0 = log_w[k] + log_det[k] + const
+        for i in range(B):
+            LP[k, i] = c0 - 0.5 * LP[k, i]
 
 # exp by Cody-Waite reduction and a degree-13 polynomial: written so that the
 # loops over rows vectorise (libm's exp does not); within 2.2e-16 relative of
@@ -747,6 +853,7 @@ def _build_log_prob_blocks(ct, tiled, dsmall):
         XT = np.empty((d, bs))
         Xs = stage_rows(d, bs)
         D = np.empty((d, bs))
+        zero_d = np.zeros(d)
         # float64 tiled: by quadratic features where aux holds their weights (quad_params)
         quad = TL == 1 and aux.shape[0] > 0
         F = np.empty((aux.shape[1] if quad else 0, QUAD_ROWS))
@@ -776,7 +883,7 @@ def _build_log_prob_blocks(ct, tiled, dsmall):
                 Ys = np.empty((ucat.shape[2], B), dtype=ucat.dtype)
                 block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, LP, Z, Ys)
             else:
-                load_block(X, start, stop, XT, Xs)
+                load_block(X, start, stop, XT, Xs, zero_d)
                 if CT == FULL and DS > 0:
                     lp_full_small(DS, XT, B, means, pc, log_det, log_w, LP)
                 elif CT == FULL:

@@ -171,16 +171,17 @@ def test_block_load_every_layout_and_remainder(layout):
     """``load_block`` transposes any block of rows into float64 columns: below 16
     features a row at a time, from 16 on through the staging copy and 8 x 8 tiles
     (features and rows that are not multiples of 8 included), for C and Fortran
-    order, float32, integers and a strided view."""
+    order, float32, integers and a strided view; the rows as they are, or minus a
+    centre (the centred 'diag' / 'spherical' passes)."""
     from numba import njit
 
     from fastgmm._estep import BLOCK, load_block, stage_rows
 
     @njit
-    def load(X, start, stop):
+    def load(X, start, stop, g):
         d = X.shape[1]
         XT = np.full((d, BLOCK), np.nan)
-        load_block(X, start, stop, XT, stage_rows(d, BLOCK))
+        load_block(X, start, stop, XT, stage_rows(d, BLOCK), g)
         return XT
 
     rng = np.random.RandomState(0)
@@ -190,9 +191,12 @@ def test_block_load_every_layout_and_remainder(layout):
              "F": np.asfortranarray(base[:600, :d]),
              "float32": base[:600, :d].astype(np.float32),
              "int32": base[:600, :d].astype(np.int32), "strided": base[::2, ::2]}[layout]
+        g = rng.normal(size=d) * 50
         for start, B in ((0, BLOCK), (5, 1), (17, 7), (40, 8), (9, 13), (300, 141)):
-            XT = load(X, start, start + B)
-            np.testing.assert_array_equal(XT[:, :B], X[start:start + B].astype(np.float64).T)
+            rows = X[start:start + B].astype(np.float64)
+            XT = load(X, start, start + B, np.zeros(d))
+            np.testing.assert_array_equal(XT[:, :B], rows.T)
+            np.testing.assert_array_equal(load(X, start, start + B, g)[:, :B], (rows - g).T)
 
 
 def test_vectorised_log_and_responsibilities():

@@ -232,3 +232,71 @@ def test_pass_adds_its_slots_in_order(covariance_type):
     one, two = CPUEngine(X, None, 1).stats(ep), CPUEngine(X, None, 2).stats(ep)
     for name in ("nk", "s1", "s2", "ll"):
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+
+
+def _centred_taken(weights, means, prec, covariance_type):
+    """Whether a 'diag' / 'spherical' EM pass at these parameters (precisions in
+    scikit-learn's shape) runs on rows centred on the means' centre: the pass's own
+    test (``_estep.expanded_ok``) on the pass's own arguments."""
+    from numba import njit
+
+    from fastgmm._estep import COV_CODES, expanded_ok
+    from fastgmm._mstep import estep_params
+
+    @njit
+    def taken(means, aux, gshift):
+        K, d = means.shape
+        return expanded_ok(means, aux, gshift, np.empty((K, d)), np.empty((K, d)))
+
+    ep = estep_params(weights, means, np.sqrt(prec), COV_CODES[covariance_type])
+    return taken(ep.means, ep.arrays[2], ep.gshift)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("d,K", [(3, 5), (17, 7), (40, 9)])
+def test_centred_pass_matches_reference(covariance_type, d, K):
+    """'diag' and 'spherical' EM passes on rows centred on the means' centre (moments
+    about it, moved to each component's mean once a block; 'diag' log-densities in
+    two fused multiply-adds): one weighted step equals the written-out reference,
+    for the row and the tile loads (3; 17 and 40 features, one odd), K beyond a
+    multiple of four, data 1e3 from the origin, and rows of weight zero whose values
+    (1e300) would overflow any sum they reached."""
+    X = make_data(n=1100, d=d, K=K, seed=3, offset=1e3)
+    w, m, p = start_params(X, K, covariance_type, seed=2)
+    assert _centred_taken(w, m, p, covariance_type)
+    sw = np.random.RandomState(1).uniform(0.5, 2.0, size=X.shape[0])
+    sw[::7] = 0.0
+    Xw = X.copy()
+    Xw[::7] = 1e300
+    Xw[::14] = -1e300
+    fg = _one_step(GaussianMixture, Xw, covariance_type, w, m, p, sample_weight=sw)
+    keep = sw > 0
+    ll, w1, m1, c1 = em_step(X[keep], w, m, 1 / p, covariance_type, 1e-4,
+                             sample_weight=sw[keep])
+    np.testing.assert_allclose(fg.lower_bound_, ll, rtol=1e-12)
+    np.testing.assert_allclose(fg.weights_, w1, rtol=1e-12)
+    np.testing.assert_allclose(fg.means_, m1, rtol=1e-12)
+    np.testing.assert_allclose(fg.covariances_, c1, rtol=1e-11)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_centred_pass_only_where_its_rounding_is_small(covariance_type):
+    """Tight components far apart (standard deviations 0.1, means some 1e3 apart:
+    about 1e4 of their deviations from the means' centre, 1e8 squared, past
+    ``EXPANDED_MAX_Q``) keep the per-component pass, and one step equals the
+    reference to 1e-11 (moments about the common centre, moved to each mean, would
+    lose some eight digits of the variances: checked by lifting the bound by hand)."""
+    rng = np.random.RandomState(0)
+    K, d = 3, 20
+    centers = rng.uniform(-1e3, 1e3, size=(K, d))
+    X = np.concatenate([c + 0.1 * rng.normal(size=(400, d)) for c in centers])
+    m = centers + 0.01 * rng.normal(size=(K, d))
+    p = np.full((K, d), 1e2) if covariance_type == "diag" else np.full(K, 1e2)
+    w = np.full(K, 1.0 / K)
+    assert not _centred_taken(w, m, p, covariance_type)
+    # (the same components taken 100 wide are centred: the bound is what decides)
+    assert _centred_taken(w, m, p * 1e-6, covariance_type)
+    fg = _one_step(GaussianMixture, X, covariance_type, w, m, p)
+    ll, w1, m1, c1 = em_step(X, w, m, 1 / p, covariance_type, 1e-4)
+    np.testing.assert_allclose(fg.means_, m1, rtol=1e-13)
+    np.testing.assert_allclose(fg.covariances_, c1, rtol=1e-11)
