@@ -17,7 +17,12 @@ gshift for every k and, in the EM pass, sums in whitened coordinates
 (``whitened_to_shift`` moves them back), or for float64 data whose rounding
 allows it (``_estep.quad_params``) by quadratic features (``_block_em_quad``):
 two products of the rows' features [y_a y_b, y_a, 1] instead of two d x d
-products a component.
+products a component. 'diag' and 'spherical' EM passes whose parameters allow it
+(``_estep.centred_products``, handed in as ``muu``) sum about gshift, from rows
+centred as they are loaded, and move each block's sums to about each shift
+(``_block_moments_centred``); the engine keeps such a pass where its sums show the
+variances' digits kept (``centred_sums_kept``) and else makes it again about each
+shift.
 
 ``stats_kernel(ct, tiled, mode)`` builds the serial pass: chunk c (of a number
 fixed by the shape, ``_numba.n_chunks``) adds its blocks, in order, into slot c;
@@ -29,10 +34,11 @@ import threading
 
 import numpy as np
 
-from ._estep import (DIAG, FULL, QUAD_ROWS, SPHERICAL, TIED, TILE_BLOCK, block_log_prob_diag,
-                     block_log_prob_diag_centred, block_log_prob_full,
+from ._estep import (CENTRED_KEEP, CENTRED_MIN_SHARE, DIAG, FULL, QUAD_ROWS, SPHERICAL, TIED,
+                     TILE_BLOCK, block_log_prob_diag, block_log_prob_diag_centred,
+                     block_log_prob_full,
                      block_log_prob_spherical, block_log_prob_tiles, block_log_prob_tied,
-                     block_ll, centre_block, expanded_ok, load_block, quad_log_prob, resp_sums,
+                     block_ll, centre_block, load_block, quad_log_prob, resp_sums,
                      stage_rows, whitened_chunk)
 from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner, next_chunk, wide_vectors
 from ._small import acc_full_small, lp_full_small
@@ -514,6 +520,39 @@ def _add_moved(s1, s2, k, a, S1, S2, c, t):
     s2[k, 0, a] += S2 - c * (2.0 * S1 - c * t)
 
 
+
+@jit()
+def centred_sums_kept(nk, s1, s2, shift, gshift):
+    """Whether a pass's sums from centred rows (``_block_moments_centred``, moved to
+    about each shift: nk, s1, s2) kept their digits. Taken about gshift, a
+    component's sums held t (v + u^2) a feature (v its rows' variance, u their
+    mean's distance from gshift) and rounded to some eps of that; moved, they keep
+    t v to within some eps t (v + u^2): True where v + u^2 <= CENTRED_KEEP v for
+    every feature of every component of weight (the variances then hold to about
+    1e-11 relative), False for a variance of 0 off gshift (a component on one point,
+    which must read exactly 0: ``reg_covar = 0`` then raises as scikit-learn does)
+    and for NaN. Components with less than CENTRED_MIN_SHARE of the average
+    component's weight are not asked (a component switched off by the Bayesian
+    prior holds 1e-6 of a row, its variance of a row or two: the pass would be made
+    twice every iteration for a number that the M-step all but ignores)."""
+    wide_vectors()
+    K, d = shift.shape
+    total = 0.0
+    for k in range(K):
+        total += nk[k]
+    for k in range(K):
+        t = nk[k]
+        if not (t > CENTRED_MIN_SHARE * total / K):
+            continue
+        for a in range(d):
+            m = s1[k, a] / t
+            v = s2[k, 0, a] / t - m * m
+            u = m + (shift[k, a] - gshift[a])
+            if not (v * CENTRED_KEEP >= v + u * u):
+                return False
+    return True
+
+
 @jit_inner()
 def _block_moments_centred(XT, B, wb, R, centre, nk, s1, s2, W):
     """'diag' and 'spherical' moments from rows centred on gshift (XT,
@@ -521,7 +560,7 @@ def _block_moments_centred(XT, B, wb, R, centre, nk, s1, s2, W):
     feature, two fused multiply-adds a (row, component, feature) and a square per
     four components (against four operations about each component's shift: x - c,
     w (x - c) and two sums), moved to about the shift once a block (``_add_moved``;
-    the rounding bound is ``_estep.expanded_ok``'s). Four components and two
+    the engine checks the pass's sums: ``centred_sums_kept``). Four components and two
     features a sweep of the rows (each x and weight loaded once for all the sums it
     enters; the squares made in the sweep: kept in an array of their own, written
     with the centred rows, the pass was slower below K = 16). W (4, B) is scratch
@@ -654,14 +693,17 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         for k in range(K):
             for a in range(d):
                 centre[k, a] = shift[k, a] - gshift[a]
-        # 'diag' and 'spherical' EM passes on rows centred on gshift where the rounding
-        # allows (``_estep.expanded_ok``): cm, mp the centred means and their products
-        # with the factors
+        # 'diag' and 'spherical' EM passes on rows centred on gshift where the engine
+        # gives the means' products with the factors as muu (``_estep.centred_products``):
+        # cm the centred means
         CEN = MODE == MODE_EM and TL == 0 and (CT == DIAG or CT == SPHERICAL)
-        cm, mp = np.empty((K, d)), np.empty((K, d))
         centred = False
+        cm = np.empty((K, d))
         if CEN:  # a constant: other passes compile none of it
-            centred = expanded_ok(means, aux, gshift, cm, mp)
+            centred = d > 0 and muu.shape[1] == d
+            for k in range(K):
+                for a in range(d):
+                    cm[k, a] = means[k, a] - gshift[a]
         # float64 tiled EM by quadratic features: aux holds their weights (quad_params)
         quad = TL == 1 and MODE == MODE_EM and aux.shape[0] > 0
         nq = aux.shape[1] if quad else 0
@@ -702,7 +744,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                     if CT == SPHERICAL:
                         block_log_prob_spherical(XT, B, cm, aux, log_det, log_w, RB)
                     else:
-                        block_log_prob_diag_centred(XT, B, mp, aux, log_det, log_w, RB)
+                        block_log_prob_diag_centred(XT, B, muu, aux, log_det, log_w, RB)
                 else:
                     load_block(X, start, stop, XT, Xs, zero_d)
                     if not unit:

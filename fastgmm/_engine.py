@@ -17,8 +17,10 @@ import functools
 import numpy as np
 
 from . import _pool
-from ._accumulate import MODE_EM, MODE_LABELS, MODE_RESP, stats_kernel, whitened_to_shift
-from ._estep import (FULL, OUT_LABEL, OUT_LSE, OUT_RESP, TIED, block_size, log_prob_kernel,
+from ._accumulate import (MODE_EM, MODE_LABELS, MODE_RESP, centred_sums_kept, stats_kernel,
+                          whitened_to_shift)
+from ._estep import (DIAG, FULL, OUT_LABEL, OUT_LSE, OUT_RESP, SPHERICAL, TIED, block_size,
+                     centred_products, log_prob_kernel,
                      quad_params, quad_pays, small_d, tile_params,
                      uses_tiles)
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
@@ -74,8 +76,11 @@ class CPUEngine:
         self._pooled_only = False
 
     # ------------------------------------------------------------ one pass
-    def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None):
-        """Statistics of rows [rows) (all by default) about shift / gshift."""
+    def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None,
+              products=None):
+        """Statistics of rows [rows) (all by default) about shift / gshift; a 'diag' /
+        'spherical' EM pass on rows centred on gshift where ``products`` (from
+        ``centred_products``) are given."""
         X, d = self.X, self.n_features
         K = shift.shape[0]
         row0, row1 = (0, self.n_samples) if rows is None else rows
@@ -97,6 +102,8 @@ class CPUEngine:
             ep = empty[4]
         ep, quad = self._with_quad(ep, tiled and mode == MODE_EM)
         ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM and not quad)
+        if products is not None:
+            muu = products
         kernel = stats_kernel(ct, tiled, mode, small_d(ct, d) if mode == MODE_EM else 0)
         T = _pool.threads_for(self.n_jobs, nch, flops)
 
@@ -166,8 +173,18 @@ class CPUEngine:
 
     # ----------------------------------------------------- the driver's API
     def stats(self, ep):
-        """One fused E+M pass at the E-step parameters ``ep`` (``_mstep.EStep``)."""
+        """One fused E+M pass at the E-step parameters ``ep`` (``_mstep.EStep``).
+        'diag' and 'spherical' on rows centred on gshift where the parameters allow
+        (``centred_products``) and the sums show their digits kept
+        (``centred_sums_kept``); else (components that collapsed in the pass) the
+        pass again by the per-component kernels."""
         shift = self._shift(ep.ct, ep.means, ep.gshift)
+        if ep.ct in (DIAG, SPHERICAL):
+            mp = centred_products(ep.means, ep[2], ep.gshift)
+            if mp.shape[1] > 0:
+                st = self._pass(ep.ct, MODE_EM, ep, shift, ep.gshift, products=mp)
+                if centred_sums_kept(st.nk, st.s1, st.s2, shift, ep.gshift):
+                    return st
         return self._pass(ep.ct, MODE_EM, ep, shift, ep.gshift)
 
     def given_stats(self, ct, n_components, labels=None, resp_chunks=None, guess=None):

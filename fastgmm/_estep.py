@@ -340,18 +340,24 @@ def block_log_prob_spherical(XT, B, means, aux, log_det, log_w, LP):
 # 'diag' and 'spherical' EM passes on rows centred on gshift (``expanded_ok``): the
 # log-densities of 'diag' in two fused multiply-adds a (row, component, feature)
 # instead of three, and the moments (``_accumulate._block_moments_centred``) in two
-# and a quarter (a square per four components) instead of four
-EXPANDED_MAX_Q = 1e4
+# and a quarter (a square per four components) instead of four. Taken where every
+# mean lies within sqrt(EXPANDED_MAX_Q) of its own standard deviations of gshift (the
+# pass's parameters); kept where the pass's sums show that its rows' variances are at
+# least 1 / CENTRED_KEEP of their mean squared distance from gshift
+# (``_accumulate.centred_sums_kept``), else the pass runs again by the per-component
+# kernels
+EXPANDED_MAX_Q = 2e3
+CENTRED_KEEP = 1e4
+CENTRED_MIN_SHARE = 1e-3
 
 
 @jit_inner()
 def expanded_ok(means, aux, gshift, cm, mp):
     """cm = means - gshift and mp = cm aux (the precision factor per feature); True
-    where the centred forms keep their digits: every component's mean within
-    sqrt(EXPANDED_MAX_Q) of its own standard deviations of gshift, so that the
-    moments taken about gshift and moved to the component's mean lose at most
-    EXPANDED_MAX_Q eps of the variance (about 2e-12 relative; scikit-learn's own
-    'diag' sums, taken about the origin, lose eps |mean|^2 / variance)."""
+    where the pass should take the centred forms: every component's mean within
+    sqrt(EXPANDED_MAX_Q) of its own standard deviations (at the pass's parameters)
+    of gshift. The variances the pass finds can be smaller than those: what keeps
+    the digits is ``_accumulate.centred_sums_kept``, on the sums."""
     wide_vectors()
     K, d = means.shape
     ok = True
@@ -364,6 +370,19 @@ def expanded_ok(means, aux, gshift, cm, mp):
             ok = ok and v * v <= EXPANDED_MAX_Q  # (False for NaN)
     return ok
 
+
+
+@jit()
+def centred_products(means, aux, gshift):
+    """The centred 'diag' / 'spherical' pass's (means - gshift) aux (K, d), or a
+    (K, 0) array where ``expanded_ok`` refuses it: what the engine hands the pass
+    as its ``muu``."""
+    wide_vectors()
+    K, d = means.shape
+    cm, mp = np.empty((K, d)), np.empty((K, d))
+    if expanded_ok(means, aux, gshift, cm, mp):
+        return mp
+    return np.empty((K, 0))
 
 @jit_inner()
 def _maha_centred_one(XT, B, mp, aux, k, LP):

@@ -236,20 +236,13 @@ def test_pass_adds_its_slots_in_order(covariance_type):
 
 def _centred_taken(weights, means, prec, covariance_type):
     """Whether a 'diag' / 'spherical' EM pass at these parameters (precisions in
-    scikit-learn's shape) runs on rows centred on the means' centre: the pass's own
-    test (``_estep.expanded_ok``) on the pass's own arguments."""
-    from numba import njit
-
-    from fastgmm._estep import COV_CODES, expanded_ok
+    scikit-learn's shape) is first tried on rows centred on the means' centre: the
+    engine's own test (``_estep.centred_products``) on the pass's own arguments."""
+    from fastgmm._estep import COV_CODES, centred_products
     from fastgmm._mstep import estep_params
 
-    @njit
-    def taken(means, aux, gshift):
-        K, d = means.shape
-        return expanded_ok(means, aux, gshift, np.empty((K, d)), np.empty((K, d)))
-
     ep = estep_params(weights, means, np.sqrt(prec), COV_CODES[covariance_type])
-    return taken(ep.means, ep.arrays[2], ep.gshift)
+    return centred_products(ep.means, ep.arrays[2], ep.gshift).shape[1] > 0
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
@@ -300,3 +293,63 @@ def test_centred_pass_only_where_its_rounding_is_small(covariance_type):
     ll, w1, m1, c1 = em_step(X, w, m, 1 / p, covariance_type, 1e-4)
     np.testing.assert_allclose(fg.means_, m1, rtol=1e-13)
     np.testing.assert_allclose(fg.covariances_, c1, rtol=1e-11)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_centred_pass_redone_where_components_collapse(covariance_type):
+    """The centred form is chosen at the pass's parameters; a broad start whose
+    components collapse onto tight clusters in that pass (standard deviation 2e3
+    -> 1e-3 at 1e5 from the origin: 25 of the old deviations from the means'
+    centre, 5e7 of the new) would keep about 2 of the variances' 16 digits. The
+    chunks' sums show it (``_centred_kept``) and run again by the per-component
+    kernels: the step equals the reference to 1e-12, and two points repeated with
+    ``reg_covar = 0`` get variances of exactly 0 (the error scikit-learn raises)."""
+    rng = np.random.RandomState(0)
+    X = np.concatenate([1e5 + 1e-3 * rng.normal(size=(1000, 1)),
+                        1e-3 * rng.normal(size=(1000, 1))])
+    w, m = np.array([0.5, 0.5]), np.array([[0.0], [1e5]])
+    p = np.full((2, 1), 2.5e-7) if covariance_type == "diag" else np.full(2, 2.5e-7)
+    assert _centred_taken(w, m, p, covariance_type)
+    fg = _one_step(GaussianMixture, X, covariance_type, w, m, p)
+    ll, w1, m1, c1 = em_step(X, w, m, 1 / p, covariance_type, 1e-4)
+    np.testing.assert_allclose(fg.covariances_ - 1e-4, c1.reshape(fg.covariances_.shape) - 1e-4,
+                               rtol=1e-12)
+    X = np.repeat([[0.1234567], [1000.3141592]], 50, axis=0)
+    m = np.array([[0.1234567], [1000.3141592]])
+    p = np.full((2, 1), 1 / 625) if covariance_type == "diag" else np.full(2, 1 / 625)
+    assert _centred_taken(w, m, p, covariance_type)
+    gm = GaussianMixture(2, covariance_type=covariance_type, weights_init=w, means_init=m,
+                         precisions_init=p, max_iter=1, tol=0, reg_covar=0.0)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        gm.fit(X)
+
+
+def test_centred_sums_kept_asks_every_component_of_weight():
+    """The check on a centred pass's sums: a component of weight whose variance is
+    small against its squared distance from the centre (1e-6 against 1: ratio 1e6,
+    past ``CENTRED_KEEP``), or 0, or NaN, sends the pass round again; one with
+    below ``CENTRED_MIN_SHARE`` of the average weight (a component switched off by
+    the Bayesian prior) is not asked."""
+    from fastgmm._accumulate import centred_sums_kept
+    from fastgmm._estep import CENTRED_KEEP, CENTRED_MIN_SHARE
+
+    shift, gshift = np.array([[0.0, 0.0], [1.0, -1.0]]), np.zeros(2)
+
+    def sums(t, var, mean_off):
+        # the second component's sums about its shift, rows var apart, mean_off away
+        nk = np.array([1000.0, t])
+        s1 = np.array([[0.0, 0.0], [t * mean_off, 0.0]])
+        s2 = np.array([[[1000.0, 1000.0]], [[t * (var + mean_off ** 2), t * var]]])
+        return nk, s1, s2
+
+    assert centred_sums_kept(*sums(100.0, 1.0, 0.0), shift, gshift)
+    assert centred_sums_kept(*sums(100.0, 2.0 / CENTRED_KEEP, 0.0), shift, gshift)
+    assert not centred_sums_kept(*sums(100.0, 1e-6, 0.0), shift, gshift)
+    assert not centred_sums_kept(*sums(100.0, 0.0, 0.0), shift, gshift)
+    assert not centred_sums_kept(*sums(100.0, np.nan, 0.0), shift, gshift)
+    # the mean's own offset from its shift counts: about gshift it is 1 + 3 away
+    assert centred_sums_kept(*sums(100.0, 16.0 / CENTRED_KEEP * 1.5, 3.0), shift, gshift)
+    assert not centred_sums_kept(*sums(100.0, 16.0 / CENTRED_KEEP * 0.5, 3.0), shift, gshift)
+    t = 0.5 * CENTRED_MIN_SHARE * 500.0  # half the floor of an average of ~500
+    assert centred_sums_kept(*sums(t, 0.0, 0.0), shift, gshift)
+    assert not centred_sums_kept(*sums(4 * t, 0.0, 0.0), shift, gshift)
