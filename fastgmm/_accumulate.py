@@ -18,7 +18,7 @@ gshift for every k and, in the EM pass, sums in whitened coordinates
 allows it (``_estep.quad_params``) by quadratic features (``_block_em_quad``):
 two products of the rows' features [y_a y_b, y_a, 1] instead of two d x d
 products a component. 'diag' and 'spherical' EM passes whose parameters allow it
-(``_estep.centred_products``, handed in as ``muu``) sum about gshift, from rows
+(``_estep.centred_means``, handed in as ``muu``) sum about gshift, from rows
 centred as they are loaded, and move each block's sums to about each shift
 (``_block_moments_centred``); the engine keeps such a pass where its sums show the
 variances' digits kept (``centred_sums_kept``) and else makes it again about each
@@ -35,8 +35,7 @@ import threading
 import numpy as np
 
 from ._estep import (CENTRED_KEEP, CENTRED_MIN_SHARE, DIAG, FULL, QUAD_ROWS, SPHERICAL, TIED,
-                     TILE_BLOCK, block_log_prob_diag, block_log_prob_diag_centred,
-                     block_log_prob_full,
+                     TILE_BLOCK, block_log_prob_diag, block_log_prob_full,
                      block_log_prob_spherical, block_log_prob_tiles, block_log_prob_tied,
                      block_ll, centre_block, load_block, quad_log_prob, resp_sums,
                      stage_rows, whitened_chunk)
@@ -516,6 +515,7 @@ def _blank_unweighted(wb, B, rows, cols, point):
 def _add_moved(s1, s2, k, a, S1, S2, c, t):
     """One block's sums of w x' and w x'^2 (rows centred on gshift; t the block's
     sum of w) added to s1, s2 about the centre c = shift - gshift."""
+    wide_vectors()
     s1[k, a] += S1 - c * t
     s2[k, 0, a] += S2 - c * (2.0 * S1 - c * t)
 
@@ -694,16 +694,11 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
             for a in range(d):
                 centre[k, a] = shift[k, a] - gshift[a]
         # 'diag' and 'spherical' EM passes on rows centred on gshift where the engine
-        # gives the means' products with the factors as muu (``_estep.centred_products``):
-        # cm the centred means
+        # gives the centred means as muu (``_estep.centred_means``)
         CEN = MODE == MODE_EM and TL == 0 and (CT == DIAG or CT == SPHERICAL)
         centred = False
-        cm = np.empty((K, d))
         if CEN:  # a constant: other passes compile none of it
             centred = d > 0 and muu.shape[1] == d
-            for k in range(K):
-                for a in range(d):
-                    cm[k, a] = means[k, a] - gshift[a]
         # float64 tiled EM by quadratic features: aux holds their weights (quad_params)
         quad = TL == 1 and MODE == MODE_EM and aux.shape[0] > 0
         nq = aux.shape[1] if quad else 0
@@ -742,9 +737,9 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                     if not unit:
                         _blank_unweighted(wb, B, XT, True, centre[0])
                     if CT == SPHERICAL:
-                        block_log_prob_spherical(XT, B, cm, aux, log_det, log_w, RB)
+                        block_log_prob_spherical(XT, B, muu, aux, log_det, log_w, RB)
                     else:
-                        block_log_prob_diag_centred(XT, B, muu, aux, log_det, log_w, RB)
+                        block_log_prob_diag(XT, B, muu, aux, log_det, log_w, RB)
                 else:
                     load_block(X, start, stop, XT, Xs, zero_d)
                     if not unit:

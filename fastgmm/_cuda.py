@@ -563,6 +563,8 @@ class CUDAEngine(CPUEngine):
     """One call's data on the GPU: X (a device array, or host rows copied once),
     the weights (None: unit weights). ``n_jobs`` is accepted and unused."""
 
+    centred_passes = False  # its own kernels: no centred form (``CPUEngine.stats``)
+
     @_quiet
     def __init__(self, X, sample_weight=None, n_jobs=None):
         self.Xh = None  # host rows streamed through the device (too large to copy)

@@ -20,7 +20,7 @@ from . import _pool
 from ._accumulate import (MODE_EM, MODE_LABELS, MODE_RESP, centred_sums_kept, stats_kernel,
                           whitened_to_shift)
 from ._estep import (DIAG, FULL, OUT_LABEL, OUT_LSE, OUT_RESP, SPHERICAL, TIED, block_size,
-                     centred_products, log_prob_kernel,
+                     centred_means, log_prob_kernel,
                      quad_params, quad_pays, small_d, tile_params,
                      uses_tiles)
 from ._kmeans import kmeans_labels, kmeans_plusplus_indices, label_dtype
@@ -59,6 +59,8 @@ class CPUEngine:
     are read block by block), the weights (None: unit weights, no n-sized array),
     and the call's ``n_jobs``."""
 
+    centred_passes = True  # the CPU kernels' centred 'diag' / 'spherical' form (``stats``)
+
     def __init__(self, X, sample_weight=None, n_jobs=None):
         self.X = X
         self.n_samples, self.n_features = X.shape
@@ -77,10 +79,10 @@ class CPUEngine:
 
     # ------------------------------------------------------------ one pass
     def _pass(self, ct, mode, ep, shift, gshift, R=None, labels=None, rows=None,
-              products=None):
+              centred=None):
         """Statistics of rows [rows) (all by default) about shift / gshift; a 'diag' /
-        'spherical' EM pass on rows centred on gshift where ``products`` (from
-        ``centred_products``) are given."""
+        'spherical' EM pass on rows centred on gshift where the centred means
+        (``centred_means``) are given."""
         X, d = self.X, self.n_features
         K = shift.shape[0]
         row0, row1 = (0, self.n_samples) if rows is None else rows
@@ -102,8 +104,8 @@ class CPUEngine:
             ep = empty[4]
         ep, quad = self._with_quad(ep, tiled and mode == MODE_EM)
         ucat, muu = self._tile_args(ep, gshift, tiled and mode == MODE_EM and not quad)
-        if products is not None:
-            muu = products
+        if centred is not None:
+            muu = centred
         kernel = stats_kernel(ct, tiled, mode, small_d(ct, d) if mode == MODE_EM else 0)
         T = _pool.threads_for(self.n_jobs, nch, flops)
 
@@ -175,14 +177,14 @@ class CPUEngine:
     def stats(self, ep):
         """One fused E+M pass at the E-step parameters ``ep`` (``_mstep.EStep``).
         'diag' and 'spherical' on rows centred on gshift where the parameters allow
-        (``centred_products``) and the sums show their digits kept
+        (``centred_means``) and the sums show their digits kept
         (``centred_sums_kept``); else (components that collapsed in the pass) the
         pass again by the per-component kernels."""
         shift = self._shift(ep.ct, ep.means, ep.gshift)
-        if ep.ct in (DIAG, SPHERICAL):
-            mp = centred_products(ep.means, ep[2], ep.gshift)
-            if mp.shape[1] > 0:
-                st = self._pass(ep.ct, MODE_EM, ep, shift, ep.gshift, products=mp)
+        if ep.ct in (DIAG, SPHERICAL) and self.centred_passes:
+            cm = centred_means(ep.means, ep[2], ep.gshift)
+            if cm.shape[1] > 0:
+                st = self._pass(ep.ct, MODE_EM, ep, shift, ep.gshift, centred=cm)
                 if centred_sums_kept(st.nk, st.s1, st.s2, shift, ep.gshift):
                     return st
         return self._pass(ep.ct, MODE_EM, ep, shift, ep.gshift)

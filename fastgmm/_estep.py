@@ -338,9 +338,9 @@ def block_log_prob_spherical(XT, B, means, aux, log_det, log_w, LP):
 
 
 # 'diag' and 'spherical' EM passes on rows centred on gshift (``expanded_ok``): the
-# log-densities of 'diag' in two fused multiply-adds a (row, component, feature)
-# instead of three, and the moments (``_accumulate._block_moments_centred``) in two
-# and a quarter (a square per four components) instead of four. Taken where every
+# moments (``_accumulate._block_moments_centred``) in two operations and a quarter
+# (a square per four components) a (row, component, feature) instead of four, the
+# log-densities by the usual kernels with the means centred too. Taken where every
 # mean lies within sqrt(EXPANDED_MAX_Q) of its own standard deviations of gshift (the
 # pass's parameters); kept where the pass's sums show that its rows' variances are at
 # least 1 / CENTRED_KEEP of their mean squared distance from gshift
@@ -352,12 +352,12 @@ CENTRED_MIN_SHARE = 1e-3
 
 
 @jit_inner()
-def expanded_ok(means, aux, gshift, cm, mp):
-    """cm = means - gshift and mp = cm aux (the precision factor per feature); True
-    where the pass should take the centred forms: every component's mean within
-    sqrt(EXPANDED_MAX_Q) of its own standard deviations (at the pass's parameters)
-    of gshift. The variances the pass finds can be smaller than those: what keeps
-    the digits is ``_accumulate.centred_sums_kept``, on the sums."""
+def expanded_ok(means, aux, gshift, cm):
+    """cm = means - gshift; True where the pass should take the centred forms: every
+    component's mean within sqrt(EXPANDED_MAX_Q) of its own standard deviations (at
+    the pass's parameters, aux the precision factor per feature) of gshift. The
+    variances the pass finds can be smaller than those: what keeps the digits is
+    ``_accumulate.centred_sums_kept``, on the sums."""
     wide_vectors()
     K, d = means.shape
     ok = True
@@ -366,98 +366,22 @@ def expanded_ok(means, aux, gshift, cm, mp):
             c = means[k, a] - gshift[a]
             v = c * aux[k, a]
             cm[k, a] = c
-            mp[k, a] = v
             ok = ok and v * v <= EXPANDED_MAX_Q  # (False for NaN)
     return ok
 
 
 
 @jit()
-def centred_products(means, aux, gshift):
-    """The centred 'diag' / 'spherical' pass's (means - gshift) aux (K, d), or a
-    (K, 0) array where ``expanded_ok`` refuses it: what the engine hands the pass
-    as its ``muu``."""
+def centred_means(means, aux, gshift):
+    """The centred 'diag' / 'spherical' pass's means - gshift (K, d), or a (K, 0)
+    array where ``expanded_ok`` refuses the pass: what the engine hands the pass as
+    its ``muu``."""
     wide_vectors()
     K, d = means.shape
-    cm, mp = np.empty((K, d)), np.empty((K, d))
-    if expanded_ok(means, aux, gshift, cm, mp):
-        return mp
+    cm = np.empty((K, d))
+    if expanded_ok(means, aux, gshift, cm):
+        return cm
     return np.empty((K, 0))
-
-@jit_inner()
-def _maha_centred_one(XT, B, mp, aux, k, LP):
-    """LP[k, :B] = sum_j (x'_j aux_kj - mp_kj)^2 over centred rows x'."""
-    wide_vectors()
-    d = mp.shape[1]
-    for i in range(B):
-        LP[k, i] = 0.0
-    j = 0
-    while j + 4 <= d:
-        a0, a1, a2, a3 = mp[k, j], mp[k, j + 1], mp[k, j + 2], mp[k, j + 3]
-        p0, p1, p2, p3 = aux[k, j], aux[k, j + 1], aux[k, j + 2], aux[k, j + 3]
-        for i in range(B):
-            u0 = XT[j, i] * p0 - a0
-            u1 = XT[j + 1, i] * p1 - a1
-            u2 = XT[j + 2, i] * p2 - a2
-            u3 = XT[j + 3, i] * p3 - a3
-            LP[k, i] += (u0 * u0 + u1 * u1) + (u2 * u2 + u3 * u3)
-        j += 4
-    while j < d:
-        a0, p0 = mp[k, j], aux[k, j]
-        for i in range(B):
-            u0 = XT[j, i] * p0 - a0
-            LP[k, i] += u0 * u0
-        j += 1
-
-
-@jit_inner()
-def block_log_prob_diag_centred(XT, B, mp, aux, log_det, log_w, LP):
-    """``block_log_prob_diag`` on rows centred on gshift (``load_block``), with
-    mp = (means - gshift) aux from ``expanded_ok``: each term x' p - m' p is one
-    fused multiply-add (m' p read from memory: computed in the loop, LLVM folds
-    x' p - m' p back into (x' - m') p)."""
-    wide_vectors()
-    K, d = mp.shape
-    const = -0.5 * d * LOG_2PI
-    for k0 in range(0, K - 1, 2):
-        k1 = k0 + 1
-        for i in range(B):
-            LP[k0, i] = 0.0
-            LP[k1, i] = 0.0
-        j = 0
-        while j + 4 <= d:
-            a0, a1, a2, a3 = mp[k0, j], mp[k0, j + 1], mp[k0, j + 2], mp[k0, j + 3]
-            p0, p1, p2, p3 = aux[k0, j], aux[k0, j + 1], aux[k0, j + 2], aux[k0, j + 3]
-            b0, b1, b2, b3 = mp[k1, j], mp[k1, j + 1], mp[k1, j + 2], mp[k1, j + 3]
-            q0, q1, q2, q3 = aux[k1, j], aux[k1, j + 1], aux[k1, j + 2], aux[k1, j + 3]
-            for i in range(B):
-                x0, x1, x2, x3 = XT[j, i], XT[j + 1, i], XT[j + 2, i], XT[j + 3, i]
-                u0 = x0 * p0 - a0
-                u1 = x1 * p1 - a1
-                u2 = x2 * p2 - a2
-                u3 = x3 * p3 - a3
-                v0 = x0 * q0 - b0
-                v1 = x1 * q1 - b1
-                v2 = x2 * q2 - b2
-                v3 = x3 * q3 - b3
-                LP[k0, i] += (u0 * u0 + u1 * u1) + (u2 * u2 + u3 * u3)
-                LP[k1, i] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
-            j += 4
-        while j < d:
-            a0, p0, b0, q0 = mp[k0, j], aux[k0, j], mp[k1, j], aux[k1, j]
-            for i in range(B):
-                x0 = XT[j, i]
-                u0 = x0 * p0 - a0
-                v0 = x0 * q0 - b0
-                LP[k0, i] += u0 * u0
-                LP[k1, i] += v0 * v0
-            j += 1
-    if K % 2 == 1:
-        _maha_centred_one(XT, B, mp, aux, K - 1, LP)
-    for k in range(K):
-        c0 = log_w[k] + log_det[k] + const
-        for i in range(B):
-            LP[k, i] = c0 - 0.5 * LP[k, i]
 
 # exp by Cody-Waite reduction and a degree-13 polynomial: written so that the
 # loops over rows vectorise (libm's exp does not); within 2.2e-16 relative of

@@ -237,20 +237,20 @@ def test_pass_adds_its_slots_in_order(covariance_type):
 def _centred_taken(weights, means, prec, covariance_type):
     """Whether a 'diag' / 'spherical' EM pass at these parameters (precisions in
     scikit-learn's shape) is first tried on rows centred on the means' centre: the
-    engine's own test (``_estep.centred_products``) on the pass's own arguments."""
-    from fastgmm._estep import COV_CODES, centred_products
+    engine's own test (``_estep.centred_means``) on the pass's own arguments."""
+    from fastgmm._estep import COV_CODES, centred_means
     from fastgmm._mstep import estep_params
 
     ep = estep_params(weights, means, np.sqrt(prec), COV_CODES[covariance_type])
-    return centred_products(ep.means, ep.arrays[2], ep.gshift).shape[1] > 0
+    return centred_means(ep.means, ep.arrays[2], ep.gshift).shape[1] > 0
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
 @pytest.mark.parametrize("d,K", [(3, 5), (17, 7), (40, 9)])
 def test_centred_pass_matches_reference(covariance_type, d, K):
     """'diag' and 'spherical' EM passes on rows centred on the means' centre (moments
-    about it, moved to each component's mean once a block; 'diag' log-densities in
-    two fused multiply-adds): one weighted step equals the written-out reference,
+    about it, moved to each component's mean once a block; log-densities from the
+    centred rows and means): one weighted step equals the written-out reference,
     for the row and the tile loads (3; 17 and 40 features, one odd), K beyond a
     multiple of four, data 1e3 from the origin, and rows of weight zero whose values
     (1e300) would overflow any sum they reached."""
