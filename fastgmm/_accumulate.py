@@ -520,7 +520,6 @@ def _add_moved(s1, s2, k, a, S1, S2, c, t):
     s2[k, 0, a] += S2 - c * (2.0 * S1 - c * t)
 
 
-
 @jit()
 def centred_sums_kept(nk, s1, s2, shift, gshift):
     """Whether a pass's sums from centred rows (``_block_moments_centred``, moved to

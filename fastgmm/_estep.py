@@ -336,8 +336,7 @@ def block_log_prob_spherical(XT, B, means, aux, log_det, log_w, LP):
             LP[k, i] = c0 + q * LP[k, i]
 
 
-
-# 'diag' and 'spherical' EM passes on rows centred on gshift (``expanded_ok``): the
+# 'diag' and 'spherical' EM passes on rows centred on gshift (``centred_means``): the
 # moments (``_accumulate._block_moments_centred``) in two operations and a quarter
 # (a square per four components) a (row, component, feature) instead of four, the
 # log-densities by the usual kernels with the means centred too. Taken where every
@@ -351,15 +350,17 @@ CENTRED_KEEP = 1e4
 CENTRED_MIN_SHARE = 1e-3
 
 
-@jit_inner()
-def expanded_ok(means, aux, gshift, cm):
-    """cm = means - gshift; True where the pass should take the centred forms: every
-    component's mean within sqrt(EXPANDED_MAX_Q) of its own standard deviations (at
-    the pass's parameters, aux the precision factor per feature) of gshift. The
-    variances the pass finds can be smaller than those: what keeps the digits is
-    ``_accumulate.centred_sums_kept``, on the sums."""
+@jit()
+def centred_means(means, aux, gshift):
+    """means - gshift (K, d), what the engine hands a 'diag' / 'spherical' EM pass
+    as its ``muu`` to take the centred forms; a (K, 0) array where some component's
+    mean lies beyond sqrt(EXPANDED_MAX_Q) of its own standard deviations (at the
+    pass's parameters, aux the precision factor per feature) of gshift, or where
+    any of them is NaN. The variances the pass finds can be smaller than those:
+    what keeps the digits is ``_accumulate.centred_sums_kept``, on the sums."""
     wide_vectors()
     K, d = means.shape
+    cm = np.empty((K, d))
     ok = True
     for k in range(K):
         for a in range(d):
@@ -367,21 +368,8 @@ def expanded_ok(means, aux, gshift, cm):
             v = c * aux[k, a]
             cm[k, a] = c
             ok = ok and v * v <= EXPANDED_MAX_Q  # (False for NaN)
-    return ok
+    return cm if ok else np.empty((K, 0))
 
-
-
-@jit()
-def centred_means(means, aux, gshift):
-    """The centred 'diag' / 'spherical' pass's means - gshift (K, d), or a (K, 0)
-    array where ``expanded_ok`` refuses the pass: what the engine hands the pass as
-    its ``muu``."""
-    wide_vectors()
-    K, d = means.shape
-    cm = np.empty((K, d))
-    if expanded_ok(means, aux, gshift, cm):
-        return cm
-    return np.empty((K, 0))
 
 # exp by Cody-Waite reduction and a degree-13 polynomial: written so that the
 # loops over rows vectorise (libm's exp does not); within 2.2e-16 relative of
