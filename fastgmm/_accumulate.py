@@ -38,7 +38,7 @@ from ._estep import (CENTRED_KEEP, CENTRED_MIN_SHARE, DIAG, FULL, QUAD_ROWS, SPH
                      TILE_BLOCK, block_log_prob_diag, block_log_prob_full,
                      block_log_prob_spherical, block_log_prob_tiles, block_log_prob_tied,
                      block_ll, centre_block, load_block, quad_log_prob, resp_sums,
-                     stage_rows, whitened_chunk)
+                     whitened_chunk)
 from ._numba import BLOCK, SOURCE_STAMP, block_range, jit, jit_inner, next_chunk, wide_vectors
 from ._small import acc_full_small, lp_full_small
 
@@ -469,25 +469,26 @@ def _labels_rows(X, w, start, stop, labels, shift, nk, s1, s2, dv, full):
 @jit_inner()
 def _labels_tied(X, w, start, stop, labels, shift, gshift, nk, s1, s2, dv):
     """'tied' with hard labels: each component's first moments, and (where s2 has
-    rows) the pooled scatter about gshift over all rows."""
+    rows) the pooled scatter about gshift over all rows, BLOCK rows at a time by
+    the EM pass's ``_scatter`` (a row's whole d x d square at a time took 0.39
+    against 0.10 ms for 10k x 8 on one core)."""
     wide_vectors()
     K, d = shift.shape
     unit = w.shape[0] == 0
-    pooled = s2.shape[1] > 0
+    if s2.shape[1] > 0:
+        XT, D, zero = np.empty((d, BLOCK)), np.empty((d, BLOCK)), np.zeros(d)
+        ones = np.ones(BLOCK)
+        for b0 in range(start, stop, BLOCK):
+            b1 = min(stop, b0 + BLOCK)
+            wb = ones[:b1 - b0] if unit else w[b0:b1]
+            load_block(X, b0, b1, XT, zero)
+            if not unit:
+                _blank_unweighted(wb, b1 - b0, XT, True, gshift)
+            _scatter(XT, b1 - b0, gshift, wb, D, s2[0, d], s2[0, :d])
     for i in range(start, stop):
         wi = 1.0 if unit else w[i]
-        if wi == 0.0:
-            continue
-        if pooled:
-            for a in range(d):
-                dv[a] = X[i, a] - gshift[a]
-            for a in range(d):
-                va = wi * dv[a]
-                s2[0, d, a] += va
-                for b in range(d):  # the whole square, as for 'full'
-                    s2[0, a, b] += va * dv[b]
         k = labels[i]
-        if k >= K:
+        if k >= K or wi == 0.0:
             continue
         nk[k] += wi
         for a in range(d):
@@ -685,7 +686,6 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
         W2 = np.empty((4, bs))
         scale = np.empty(bs, dtype=np.int64)
         XT = np.empty((d, bs))
-        Xs = stage_rows(d, bs)
         D = np.empty((d, bs))
         centre = np.empty((K, d))
         zero_d = np.zeros(d)
@@ -732,7 +732,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                         Ys = np.empty((ucat.shape[2], B), dtype=ucat.dtype)
                         block_log_prob_tiles(Xc, B, ucat, muu, log_det, log_w, RB, Z, Ys)
                 elif CEN and centred:
-                    load_block(X, start, stop, XT, Xs, gshift)
+                    load_block(X, start, stop, XT, gshift)
                     if not unit:
                         _blank_unweighted(wb, B, XT, True, centre[0])
                     if CT == SPHERICAL:
@@ -740,7 +740,7 @@ def _build_stats_chunks(ct, tiled, mode, dsmall):
                     else:
                         block_log_prob_diag(XT, B, muu, aux, log_det, log_w, RB)
                 else:
-                    load_block(X, start, stop, XT, Xs, zero_d)
+                    load_block(X, start, stop, XT, zero_d)
                     if not unit:
                         _blank_unweighted(wb, B, XT, True, shift[0])
                     if MODE == MODE_EM:

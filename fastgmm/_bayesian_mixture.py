@@ -21,7 +21,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import BaseMixture
 from ._engine import CPUEngine
 from ._kmeans import _column_sums, column_mean
-from ._numba import jit_exact, wide_vectors
+from ._numba import jit, wide_vectors
+from ._estep import load_block
 from ._estep import COV_CODES, DIAG, FULL, SPHERICAL, TIED, uses_tiles
 from ._mstep import (
     cov_layout,
@@ -45,20 +46,35 @@ SMALL_MOMENTS = 1 << 18  # in-memory X of at most this many values: compiled Num
 SMALL_FULL_D = 32  # and for 'full' / 'tied' at most this many features (its scatter has no BLAS)
 
 
-@jit_exact
+SCATTER_ROWS = 256  # rows of one block of ``_small_scatter``
+
+
+@jit()
 def _small_scatter(X, mean, S):
     """S += sum_i (x_i - mean)(x_i - mean)^T over X's rows, in float64 (np.cov's
     sum up to the order of its product): the small-data priors' 'full' / 'tied'
-    scatter, one read of X, no copy."""
+    scatter, one read of X, no copy. SCATTER_ROWS rows at a time, transposed and
+    centred (D), then the upper triangle's d (d + 1) / 2 sums over the block's
+    rows, which vectorise (a row's d x d update at a time did not: 0.5 ms at
+    10k x 8), mirrored at the end."""
     wide_vectors()
     n, d = X.shape
-    dv = np.empty(d)
-    for i in range(n):
+    D = np.empty((d, SCATTER_ROWS))
+    U = np.zeros((d, d))
+    for i0 in range(0, n, SCATTER_ROWS):
+        B = min(SCATTER_ROWS, n - i0)
+        load_block(X, i0, i0 + B, D, mean)
         for a in range(d):
-            dv[a] = np.float64(X[i, a]) - mean[a]
-        for a in range(d):
-            for b in range(d):
-                S[a, b] += dv[a] * dv[b]
+            for b in range(a, d):
+                acc = 0.0
+                for i in range(B):
+                    acc += D[a, i] * D[b, i]
+                U[a, b] += acc
+    for a in range(d):
+        for b in range(a, d):
+            S[a, b] += U[a, b]
+            if b > a:
+                S[b, a] += U[a, b]
 
 
 def data_moments(engine, need_scatter, ct):

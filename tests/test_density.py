@@ -168,20 +168,19 @@ def test_diagonal_density_and_statistics_of_offset_data(covariance_type):
 
 @pytest.mark.parametrize("layout", ["C", "F", "float32", "int32", "strided"])
 def test_block_load_every_layout_and_remainder(layout):
-    """``load_block`` transposes any block of rows into float64 columns: below 16
-    features a row at a time, from 16 on through the staging copy and 8 x 8 tiles
-    (features and rows that are not multiples of 8 included), for C and Fortran
+    """``load_block`` transposes any block of rows into float64 columns, eight rows
+    at a time and the rows beyond a multiple of eight one by one, for C and Fortran
     order, float32, integers and a strided view; the rows as they are, or minus a
     centre (the centred 'diag' / 'spherical' passes)."""
     from numba import njit
 
-    from fastgmm._estep import BLOCK, load_block, stage_rows
+    from fastgmm._estep import BLOCK, load_block
 
     @njit
     def load(X, start, stop, g):
         d = X.shape[1]
         XT = np.full((d, BLOCK), np.nan)
-        load_block(X, start, stop, XT, stage_rows(d, BLOCK), g)
+        load_block(X, start, stop, XT, g)
         return XT
 
     rng = np.random.RandomState(0)
