@@ -102,10 +102,12 @@ def _load_centred(X, start, stop, xmean, XT, xsq):
     wide_vectors()
     d = X.shape[1]
     B = stop - start
-    # eight rows at a time, a feature at a time (``_estep.load_block``): XT's rows
-    # are 2 KiB apart, and one column written a row at a time missed the cache on
-    # every store (5x slower at d = 64: the k-means on digits ran at a fifth of
-    # scikit-learn's speed); eight rows make one vector store a feature
+    # eight rows at a time, a feature at a time (``_estep.load_block``'s loop,
+    # copied: this file's cached kernels are checked against this file alone, so a
+    # helper from another file would go stale on its edit): XT's rows are 2 KiB
+    # apart, and one column written a row at a time missed the cache on every store
+    # (5x slower at d = 64: the k-means on digits ran at a fifth of scikit-learn's
+    # speed); eight rows make one vector store a feature
     i0 = 0
     while i0 + 8 <= B:
         for a in range(d):
